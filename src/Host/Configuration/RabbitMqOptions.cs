@@ -1,0 +1,37 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Integration.Host.Configuration;
+
+/// <summary>Broker connection, bound from <c>Integration:RabbitMq</c> (environment: <c>Integration__RabbitMq__Host</c>, ...).</summary>
+public sealed class RabbitMqOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string Section = "Integration:RabbitMq";
+
+    /// <summary>Broker host name.</summary>
+    [Required] public string Host { get; set; } = "";
+
+    /// <summary>AMQP port (5672, or 5671 with TLS).</summary>
+    [Range(1, 65535)] public int Port { get; set; } = 5672;
+
+    /// <summary>Virtual host.</summary>
+    [Required] public string VirtualHost { get; set; } = "/";
+
+    /// <summary>User name.</summary>
+    [Required] public string Username { get; set; } = "";
+
+    /// <summary>Password. Never logged.</summary>
+    [Required] public string Password { get; set; } = "";
+
+    /// <summary>Connect with TLS.</summary>
+    public bool UseTls { get; set; }
+
+    /// <summary>Server name expected in the broker's certificate (defaults to <see cref="Host"/>).</summary>
+    public string? TlsServerName { get; set; }
+
+    /// <summary>Messages each consumer may hold unacknowledged.</summary>
+    [Range(1, 65535)] public int PrefetchCount { get; set; } = 32;
+
+    /// <summary>Heartbeat interval in seconds.</summary>
+    [Range(1, 600)] public int HeartbeatSeconds { get; set; } = 10;
+}

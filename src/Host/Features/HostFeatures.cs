@@ -1,0 +1,10 @@
+namespace Integration.Host.Features;
+
+/// <summary>The features this host runs, in order. Add a feature by adding it here: no scanning, no conventions.</summary>
+public static class HostFeatures
+{
+    /// <summary>All features of the sample integration.</summary>
+    public static IReadOnlyList<IHostFeature> All { get; } =
+    [
+    ];
+}

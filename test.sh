@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test against a real RabbitMQ and PostgreSQL (started here when none is running).
+# Usage: ./test.sh [extra dotnet test arguments, e.g. --filter Category!=Integration]
+# The last line of output is: Tests: N passed, N failed[, N skipped]
+set -uo pipefail
+cd "$(dirname "$0")"
+. scripts/services.sh
+integration_services || { echo "Tests: 0 passed, 1 failed"; echo "could not start RabbitMQ/PostgreSQL" >&2; exit 1; }
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+results="$PWD/TestResults"
+rm -rf "$results"
+
+if ! dotnet build Integration.sln -c Release -nologo -v q -clp:ErrorsOnly; then
+  echo "Tests: 0 passed, 1 failed"
+  echo "build failed" >&2
+  exit 1
+fi
+
+dotnet test Integration.sln -c Release --no-build -nologo \
+  --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" "$@"
+status=$?
+
+passed=0; failed=0; skipped=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  get() { printf '%s' "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*'; }
+  p=$(get passed); f=$(get failed); t=$(get total); e=$(get executed); x=$(get error); to=$(get timeout); a=$(get aborted)
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0} + ${x:-0} + ${to:-0} + ${a:-0}))
+  skipped=$((skipped + ${t:-0} - ${e:-0}))
+done
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; echo "dotnet test exited with $status" >&2; fi
+if [ "$((passed + failed))" -eq 0 ]; then failed=1; echo "no test ran" >&2; fi
+
+line="Tests: $passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,54 @@
+using System.Net;
+using System.Text.Json;
+using Integration.Testing;
+using NUnit.Framework;
+
+namespace Integration.Host.Tests;
+
+[TestFixture]
+[Category("Integration")]
+public sealed class Host_Specs
+{
+    [Test]
+    public async Task When_broker_and_database_run_should_report_ready()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
+        await using var database = await infrastructure.CreateDatabaseAsync("host");
+        await using var factory = HostFactory.For(broker, database);
+        using var client = factory.CreateClient();
+
+        var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative));
+        Assert.That(live.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        JsonElement ready = default;
+        var healthy = await Eventually.TrueAsync(async () =>
+        {
+            using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+            ready = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            return response.StatusCode == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(30));
+
+        Assert.That(healthy, Is.True, () => $"/health/ready never answered healthy: {ready}");
+        Assert.That(ready.GetProperty("status").GetString(), Is.EqualTo("Healthy"));
+        var checks = ready.GetProperty("checks");
+        Assert.Multiple(() =>
+        {
+            Assert.That(checks.TryGetProperty("postgres", out _), Is.True, "database check missing");
+            Assert.That(checks.EnumerateObject().Any(c => c.Name.StartsWith("masstransit", StringComparison.Ordinal)), Is.True, "bus check missing");
+        });
+    }
+
+    [Test]
+    public async Task When_host_runs_should_serve_prometheus_metrics()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
+        await using var database = await infrastructure.CreateDatabaseAsync("host");
+        await using var factory = HostFactory.For(broker, database);
+        using var client = factory.CreateClient();
+
+        using var response = await client.GetAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+}
