@@ -90,10 +90,9 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         }
         else
         {
-            var container = new RabbitMqBuilder("rabbitmq:3.13-management")
+            var container = await StartContainer(() => new RabbitMqBuilder("rabbitmq:3.13-management")
                 .WithPortBinding(15672, true)
-                .Build();
-            await StartContainer(container, "RabbitMQ", RabbitMqVariable).ConfigureAwait(false);
+                .Build(), "RabbitMQ", RabbitMqVariable).ConfigureAwait(false);
             containers.Add(container);
             rabbit = new Uri(container.GetConnectionString());
             management = new UriBuilder("http", container.Hostname, container.GetMappedPublicPort(15672)).Uri;
@@ -101,8 +100,8 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
 
         if (string.IsNullOrWhiteSpace(postgres))
         {
-            var container = new PostgreSqlBuilder("postgres:16-alpine").Build();
-            await StartContainer(container, "PostgreSQL", PostgresVariable).ConfigureAwait(false);
+            var container = await StartContainer(() => new PostgreSqlBuilder("postgres:16-alpine").Build(), "PostgreSQL", PostgresVariable)
+                .ConfigureAwait(false);
             containers.Add(container);
             postgres = container.GetConnectionString();
         }
@@ -112,11 +111,14 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         return infrastructure;
     }
 
-    static async Task StartContainer(DotNet.Testcontainers.Containers.IContainer container, string service, string variable)
+    static async Task<TContainer> StartContainer<TContainer>(Func<TContainer> build, string service, string variable)
+        where TContainer : DotNet.Testcontainers.Containers.IContainer
     {
         try
         {
+            var container = build();
             await container.StartAsync().ConfigureAwait(false);
+            return container;
         }
         catch (Exception exception)
         {
