@@ -75,7 +75,14 @@ integration_services() {
 
   if ! { _svc_port_open 5672 && _svc_port_open 15672 && _svc_port_open 5432; } && _svc_docker; then
     _svc_log "starting rabbitmq and postgres with docker compose"
-    docker compose -f "$(dirname "${BASH_SOURCE[0]}")/../docker-compose.yml" up -d --wait rabbitmq postgres >&2 || return 1
+    local compose_file
+    compose_file="$(dirname "${BASH_SOURCE[0]}")/../docker-compose.yml"
+    if docker compose version >/dev/null 2>&1; then
+      docker compose -f "$compose_file" up -d --wait rabbitmq postgres >&2 || return 1
+    else
+      docker-compose -f "$compose_file" up -d rabbitmq postgres >&2 || return 1
+    fi
+    _svc_wait_port 5672 120 RabbitMQ && _svc_wait_port 15672 120 "RabbitMQ management" && _svc_wait_port 5432 120 PostgreSQL || return 1
   else
     _svc_rabbitmq_local || return 1
     _svc_postgres_local || return 1
