@@ -40,6 +40,51 @@ public sealed class Host_Specs
     }
 
     [Test]
+    public async Task When_broker_is_unreachable_should_report_not_ready_with_the_reason()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
+        await using var database = await infrastructure.CreateDatabaseAsync("host");
+        var closedPort = ClosedPort();
+        await using var factory = HostFactory.For(broker, database, new Dictionary<string, string?>
+        {
+            ["Integration:RabbitMq:Port"] = closedPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        using var client = factory.CreateClient();
+
+        var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative));
+        Assert.That(live.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the host must stay alive while the broker is down");
+
+        JsonElement ready = default;
+        HttpStatusCode status = default;
+        var reported = await Eventually.TrueAsync(async () =>
+        {
+            using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+            status = response.StatusCode;
+            ready = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            return status == HttpStatusCode.ServiceUnavailable;
+        }, TimeSpan.FromSeconds(30));
+
+        Assert.That(reported, Is.True, () => $"/health/ready answered {status}: {ready}");
+        var bus = ready.GetProperty("checks").EnumerateObject().Single(c => c.Name.StartsWith("masstransit", StringComparison.Ordinal)).Value;
+        Assert.Multiple(() =>
+        {
+            Assert.That(bus.GetProperty("status").GetString(), Is.EqualTo("Unhealthy"));
+            Assert.That(bus.GetProperty("description").GetString(), Is.Not.Empty, "the reason must be reported");
+            Assert.That(ready.GetProperty("checks").GetProperty("postgres").GetProperty("status").GetString(), Is.EqualTo("Healthy"));
+        });
+    }
+
+    static int ClosedPort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    [Test]
     public async Task When_host_runs_should_serve_prometheus_metrics()
     {
         var infrastructure = await IntegrationInfrastructure.GetAsync();
