@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Integration.Testing;
+using Integration.Testing.Faults;
 using NUnit.Framework;
 
 namespace Integration.Host.Tests;
@@ -35,6 +36,7 @@ public sealed class Host_Specs
         Assert.Multiple(() =>
         {
             Assert.That(checks.TryGetProperty("postgres", out _), Is.True, "database check missing");
+            Assert.That(checks.TryGetProperty("rabbitmq", out _), Is.True, "broker check missing");
             Assert.That(checks.EnumerateObject().Any(c => c.Name.StartsWith("masstransit", StringComparison.Ordinal)), Is.True, "bus check missing");
         });
     }
@@ -66,14 +68,58 @@ public sealed class Host_Specs
         }, TimeSpan.FromSeconds(30));
 
         Assert.That(reported, Is.True, () => $"/health/ready answered {status}: {ready}");
-        var bus = ready.GetProperty("checks").EnumerateObject().Single(c => c.Name.StartsWith("masstransit", StringComparison.Ordinal)).Value;
+        var rabbit = ready.GetProperty("checks").GetProperty("rabbitmq");
         Assert.Multiple(() =>
         {
-            Assert.That(bus.GetProperty("status").GetString(), Is.EqualTo("Unhealthy"));
-            Assert.That(bus.GetProperty("description").GetString(), Is.Not.Empty, "the reason must be reported");
+            Assert.That(rabbit.GetProperty("status").GetString(), Is.EqualTo("Unhealthy"));
+            Assert.That(rabbit.GetProperty("description").GetString(), Does.StartWith("RabbitMQ unreachable at"), "the reason must be reported");
             Assert.That(ready.GetProperty("checks").GetProperty("postgres").GetProperty("status").GetString(), Is.EqualTo("Healthy"));
         });
     }
+
+    [Test]
+    public async Task When_broker_goes_down_and_comes_back_should_report_unhealthy_then_recover()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
+        await using var database = await infrastructure.CreateDatabaseAsync("host");
+        await using var proxy = TcpProxy.Start(broker.Host, broker.Port);
+        await using var factory = HostFactory.For(broker, database, new Dictionary<string, string?>
+        {
+            ["Integration:RabbitMq:Host"] = "127.0.0.1",
+            ["Integration:RabbitMq:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Integration:RabbitMq:HeartbeatSeconds"] = "2",
+        });
+        using var client = factory.CreateClient();
+
+        Assert.That(await ReadyStatusBecomes(client, HttpStatusCode.OK), Is.True, "host never became ready through the proxy");
+
+        proxy.Disconnect();
+        JsonElement down = default;
+        var unhealthy = await Eventually.TrueAsync(async () =>
+        {
+            using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+            down = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            return response.StatusCode == HttpStatusCode.ServiceUnavailable;
+        }, TimeSpan.FromSeconds(30));
+        Assert.That(unhealthy, Is.True, () => $"/health/ready stayed healthy with the broker gone: {down}");
+        var rabbit = down.GetProperty("checks").GetProperty("rabbitmq");
+        Assert.Multiple(() =>
+        {
+            Assert.That(rabbit.GetProperty("status").GetString(), Is.EqualTo("Unhealthy"));
+            Assert.That(rabbit.GetProperty("description").GetString(), Does.StartWith("RabbitMQ unreachable at"), "the reason must be reported");
+        });
+
+        proxy.Reconnect();
+        Assert.That(await ReadyStatusBecomes(client, HttpStatusCode.OK, TimeSpan.FromSeconds(60)), Is.True, "host did not recover when the broker came back");
+    }
+
+    static async Task<bool> ReadyStatusBecomes(HttpClient client, HttpStatusCode expected, TimeSpan? timeout = null) =>
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+            return response.StatusCode == expected;
+        }, timeout ?? TimeSpan.FromSeconds(30));
 
     static int ClosedPort()
     {

@@ -6,18 +6,21 @@ namespace Integration.Host.Health;
 
 /// <summary>
 /// <c>/health/live</c> answers while the process serves requests; <c>/health/ready</c> runs every check tagged
-/// <c>ready</c> (the MassTransit bus, i.e. the broker, and the database) and reports each with its reason.
+/// <c>ready</c> (the broker connection, the MassTransit bus and its receive endpoints, the database) and reports each with its reason.
 /// </summary>
 public static class HealthExtensions
 {
     /// <summary>Tag of the checks that decide readiness.</summary>
     public const string Ready = "ready";
 
-    /// <summary>Adds the database readiness check (MassTransit adds its bus check itself).</summary>
+    /// <summary>Adds the broker and database readiness checks (MassTransit adds its bus check itself).</summary>
     public static IHostApplicationBuilder AddHealth(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("postgres", tags: [Ready]);
+        builder.Services.AddSingleton<BrokerHealthCheck>();
+        builder.Services.AddHealthChecks()
+            .AddCheck<BrokerHealthCheck>("rabbitmq", tags: [Ready])
+            .AddCheck<DatabaseHealthCheck>("postgres", tags: [Ready]);
         return builder;
     }
 
