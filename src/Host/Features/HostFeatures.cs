@@ -6,5 +6,6 @@ public static class HostFeatures
     /// <summary>All features of the sample integration.</summary>
     public static IReadOnlyList<IHostFeature> All { get; } =
     [
+        new Operations.OperationsFeature(),
     ];
 }

@@ -1,0 +1,33 @@
+using MassTransit;
+
+namespace Integration.Host.Operations;
+
+/// <summary>A control command sent over RabbitMQ; the key travels in the <see cref="KeyHeader"/> header.</summary>
+public sealed record ControlCommandMessage(string Action, string? Target, Dictionary<string, string>? Arguments)
+{
+    /// <summary>Header carrying the control bus key.</summary>
+    public const string KeyHeader = "Integration-Control-Key";
+}
+
+/// <summary>The reply to a <see cref="ControlCommandMessage"/> sent as a request.</summary>
+public sealed record ControlCommandReply(string Outcome, string Message, string Instance);
+
+/// <summary>
+/// Runs control commands published to the bus. Every host instance has its own auto-delete queue bound to the command's
+/// exchange, so a published command reaches every instance (log levels, pauses and switches are per process).
+/// A refused command is audited and acknowledged (it was handled: the answer is no); it is never retried.
+/// </summary>
+public sealed class ControlCommandConsumer(ControlBus bus, ControlAuthorization auth) : IConsumer<ControlCommandMessage>
+{
+    /// <inheritdoc />
+    public async Task Consume(ConsumeContext<ControlCommandMessage> context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var caller = auth.Authenticate(context.Headers.Get<string>(ControlCommandMessage.KeyHeader));
+        var message = context.Message;
+        var result = await bus.ExecuteAsync(caller, "amqp", new ControlCommand(message.Action, message.Target, message.Arguments), context.CancellationToken)
+            .ConfigureAwait(false);
+        if (context.RequestId.HasValue)
+            await context.RespondAsync(new ControlCommandReply(result.Outcome.ToString(), result.Message, Environment.MachineName)).ConfigureAwait(false);
+    }
+}
