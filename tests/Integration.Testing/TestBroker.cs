@@ -41,20 +41,27 @@ public sealed class TestBroker : IAsyncDisposable
         ["Integration:RabbitMq:VirtualHost"] = VirtualHost,
         ["Integration:RabbitMq:Username"] = Username,
         ["Integration:RabbitMq:Password"] = Password,
+        ["Integration:RabbitMq:ManagementUri"] = _infrastructure.ManagementUri.ToString(),
     };
 
-    /// <summary>Message count of a queue in this vhost, read through the management API (null when the queue does not exist).</summary>
+    /// <summary>
+    /// Messages ready in a queue (not counting ones delivered and not yet acknowledged), read with an AMQP passive
+    /// declare: exact at the moment of the call, unlike the management API's counts, which refresh every few seconds.
+    /// Null when the queue does not exist.
+    /// </summary>
     public async Task<long?> QueueMessageCountAsync(string queue)
     {
-        using var response = await _infrastructure.ManagementRequest(HttpMethod.Get,
-            $"api/queues/{Uri.EscapeDataString(VirtualHost)}/{Uri.EscapeDataString(queue)}").ConfigureAwait(false);
-        if (response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("test-queue-depth").ConfigureAwait(false);
+        await using var channel = await connection.CreateChannelAsync().ConfigureAwait(false);
+        try
+        {
+            return (await channel.QueueDeclarePassiveAsync(queue).ConfigureAwait(false)).MessageCount;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
             return null;
-        response.EnsureSuccessStatusCode();
-        using var document = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync().ConfigureAwait(false));
-        return document.RootElement.TryGetProperty("messages", out var messages) && messages.ValueKind == System.Text.Json.JsonValueKind.Number
-            ? messages.GetInt64()
-            : 0;
+        }
     }
 
     public async ValueTask DisposeAsync() => await _infrastructure.DeleteVirtualHostAsync(VirtualHost).ConfigureAwait(false);

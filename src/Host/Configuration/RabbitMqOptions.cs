@@ -32,6 +32,12 @@ public sealed class RabbitMqOptions
     /// <summary>Messages each consumer may hold unacknowledged.</summary>
     [Range(1, 65535)] public int PrefetchCount { get; set; } = 32;
 
+    /// <summary>Management API base address (dead-letter listing); defaults to <c>http://{Host}:15672/</c>.</summary>
+    public Uri? ManagementUri { get; set; }
+
     /// <summary>Heartbeat interval in seconds.</summary>
     [Range(1, 600)] public int HeartbeatSeconds { get; set; } = 10;
+
+    /// <summary>The management API base address in force.</summary>
+    public Uri EffectiveManagementUri => ManagementUri ?? new UriBuilder(UseTls ? "https" : "http", Host, 15672).Uri;
 }

@@ -24,11 +24,13 @@ public static class ControlBusEndpoints
             Run(http, bus, auth, new ControlCommand("log-level.set", request.Category, new Dictionary<string, string> { ["level"] = request.Level ?? "" })));
         control.MapGet("/audit", (HttpContext http, ControlBus bus, ControlAuthorization auth, int? take) =>
             Run(http, bus, auth, new ControlCommand("audit.list", Arguments: new Dictionary<string, string> { ["take"] = (take ?? 50).ToString(System.Globalization.CultureInfo.InvariantCulture) })));
+        control.MapDeadLetters();
         control.MapPost("/commands", (HttpContext http, ControlBus bus, ControlAuthorization auth, ControlCommand command) => Run(http, bus, auth, command));
         return endpoints;
     }
 
-    static async Task<IResult> Run(HttpContext http, ControlBus bus, ControlAuthorization auth, ControlCommand command)
+    /// <summary>Authorizes, runs and audits <paramref name="command"/>, and maps its outcome to an HTTP result.</summary>
+    public static async Task<IResult> Run(HttpContext http, ControlBus bus, ControlAuthorization auth, ControlCommand command)
     {
         var caller = auth.Authenticate(ControlAuthorization.KeyOf(http.Request));
         var result = await bus.ExecuteAsync(caller, "http", command, http.RequestAborted).ConfigureAwait(false);

@@ -36,6 +36,7 @@ public sealed class OperationsFeature : IHostFeature
         builder.Services.AddSingleton<ControlAuditLog>();
         builder.Services.AddSingleton<ControlBus>();
         builder.Services.AddBuiltInControlCommands();
+        builder.Services.AddDeadLetterCommands();
         builder.Services.AddHostedService<ControlBusStartupCheck>();
     }
 

@@ -17,78 +17,30 @@ public sealed record ControlProbe(Guid Id);
 [Category("Integration")]
 public sealed class ControlBus_Specs
 {
-    const string OperatorKey = "operator-key-0123456789";
-    const string ViewerKey = "viewer-key-0123456789ab";
+    const string OperatorKey = ControlHost.OperatorKey;
+    const string ViewerKey = ControlHost.ViewerKey;
 
-    TestBroker _broker = null!;
-    TestDatabase _database = null!;
-    HostFactory _factory = null!;
-    HttpClient _client = null!;
+    ControlHost _host = null!;
 
     [SetUp]
-    public async Task StartHost()
-    {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        _broker = await infrastructure.CreateVirtualHostAsync("control");
-        _database = await infrastructure.CreateDatabaseAsync("control");
-        _factory = HostFactory.For(_broker, _database, new Dictionary<string, string?>
-        {
-            ["Integration:ControlBus:ApiKeys:0:Name"] = "ops",
-            ["Integration:ControlBus:ApiKeys:0:Key"] = OperatorKey,
-            ["Integration:ControlBus:ApiKeys:0:Role"] = "Operator",
-            ["Integration:ControlBus:ApiKeys:1:Name"] = "dashboard",
-            ["Integration:ControlBus:ApiKeys:1:Key"] = ViewerKey,
-            ["Integration:ControlBus:ApiKeys:1:Role"] = "Viewer",
-        });
-        _client = _factory.CreateClient();
-        Assert.That(await Eventually.TrueAsync(async () =>
-        {
-            using var response = await _client.GetAsync(new Uri("/health/ready", UriKind.Relative));
-            return response.IsSuccessStatusCode;
-        }, TimeSpan.FromSeconds(30)), Is.True, "host never became ready");
-    }
+    public async Task StartHost() => _host = await ControlHost.StartAsync("control");
 
     [TearDown]
-    public async Task StopHost()
-    {
-        _client.Dispose();
-        await _factory.DisposeAsync();
-        await _broker.DisposeAsync();
-        await _database.DisposeAsync();
-    }
+    public async Task StopHost() => await _host.DisposeAsync();
 
-    HttpRequestMessage Request(HttpMethod method, string path, string? key, object? body = null)
-    {
-        var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative));
-        if (key is not null)
-            request.Headers.Add("X-Api-Key", key);
-        if (body is not null)
-            request.Content = JsonContent.Create(body);
-        return request;
-    }
+    Task<(HttpStatusCode Status, JsonElement Body)> Send(HttpMethod method, string path, string? key, object? body = null) => _host.Send(method, path, key, body);
 
-    async Task<(HttpStatusCode Status, JsonElement Body)> Send(HttpMethod method, string path, string? key, object? body = null)
-    {
-        using var request = Request(method, path, key, body);
-        using var response = await _client.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
-    }
+    Task<List<ControlAuditRecord>> Audit() => _host.Audit();
 
-    async Task<List<ControlAuditRecord>> Audit() =>
-        (await _factory.Services.GetRequiredService<ControlAuditLog>().ReadAsync(100, CancellationToken.None)).ToList();
-
-    async Task<(HostReceiveEndpointHandle Handle, Func<int> Consumed)> ConnectProbeEndpoint(string queue)
+    async Task<Func<int>> ConnectProbeEndpoint(string queue)
     {
         var consumed = 0;
-        var bus = _factory.Services.GetRequiredService<IBus>();
-        var handle = bus.ConnectReceiveEndpoint(queue, e => e.Handler<ControlProbe>(_ =>
+        await _host.ConnectEndpoint(queue, e => e.Handler<ControlProbe>(_ =>
         {
             Interlocked.Increment(ref consumed);
             return Task.CompletedTask;
         }));
-        await handle.Ready;
-        return (handle, () => Volatile.Read(ref consumed));
+        return () => Volatile.Read(ref consumed);
     }
 
     [Test]
@@ -110,13 +62,12 @@ public sealed class ControlBus_Specs
     [Test]
     public async Task When_viewer_tries_to_pause_should_answer_403_and_change_nothing()
     {
-        var (_, consumed) = await ConnectProbeEndpoint("control-probe");
+        var consumed = await ConnectProbeEndpoint("control-probe");
 
         var (status, _) = await Send(HttpMethod.Post, "/api/control/endpoints/control-probe/pause", ViewerKey);
 
         Assert.That(status, Is.EqualTo(HttpStatusCode.Forbidden));
-        var bus = _factory.Services.GetRequiredService<IBus>();
-        await (await bus.GetSendEndpoint(new Uri("queue:control-probe"))).Send(new ControlProbe(Guid.NewGuid()));
+        await _host.SendTo("control-probe", new ControlProbe(Guid.NewGuid()));
         Assert.That(await Eventually.TrueAsync(() => Task.FromResult(consumed() == 1), TimeSpan.FromSeconds(10)), Is.True,
             "the endpoint stopped consuming although the pause was refused");
         var audit = await Audit();
@@ -126,7 +77,7 @@ public sealed class ControlBus_Specs
     [Test]
     public async Task When_operator_pauses_an_endpoint_should_hold_messages_until_resumed()
     {
-        var (_, consumed) = await ConnectProbeEndpoint("control-probe");
+        var consumed = await ConnectProbeEndpoint("control-probe");
 
         var (paused, _) = await Send(HttpMethod.Post, "/api/control/endpoints/control-probe/pause", OperatorKey);
         Assert.That(paused, Is.EqualTo(HttpStatusCode.OK));
@@ -134,9 +85,8 @@ public sealed class ControlBus_Specs
         Assert.That(list.GetProperty("data").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "control-probe")
             .GetProperty("state").GetString(), Is.EqualTo("paused"));
 
-        var bus = _factory.Services.GetRequiredService<IBus>();
-        await (await bus.GetSendEndpoint(new Uri("queue:control-probe"))).Send(new ControlProbe(Guid.NewGuid()));
-        Assert.That(await Eventually.TrueAsync(async () => await _broker.QueueMessageCountAsync("control-probe") == 1, TimeSpan.FromSeconds(15)), Is.True,
+        await _host.SendTo("control-probe", new ControlProbe(Guid.NewGuid()));
+        Assert.That(await Eventually.TrueAsync(async () => await _host.Broker.QueueMessageCountAsync("control-probe") == 1, TimeSpan.FromSeconds(15)), Is.True,
             "the message should wait in the queue while the endpoint is paused");
         Assert.That(consumed(), Is.Zero);
 
@@ -170,7 +120,7 @@ public sealed class ControlBus_Specs
     [Test]
     public async Task When_log_level_is_changed_should_apply_at_once()
     {
-        var loggers = _factory.Services.GetRequiredService<ILoggerFactory>();
+        var loggers = _host.Services.GetRequiredService<ILoggerFactory>();
         Assert.That(loggers.CreateLogger("Integration.Probe").IsEnabled(LogLevel.Debug), Is.False, "precondition: Debug off by default");
 
         var (status, _) = await Send(HttpMethod.Put, "/api/control/log-level", OperatorKey, new { category = "Integration.Probe", level = "Debug" });
@@ -192,7 +142,7 @@ public sealed class ControlBus_Specs
     [Test]
     public async Task When_command_comes_over_rabbitmq_with_a_key_should_apply_and_reply()
     {
-        var bus = _factory.Services.GetRequiredService<IBus>();
+        var bus = _host.Services.GetRequiredService<IBus>();
         var client = bus.CreateRequestClient<ControlCommandMessage>();
 
         var response = await client.GetResponse<ControlCommandReply>(
@@ -200,7 +150,7 @@ public sealed class ControlBus_Specs
             x => x.UseExecute(send => send.Headers.Set(ControlCommandMessage.KeyHeader, OperatorKey)));
 
         Assert.That(response.Message.Outcome, Is.EqualTo("Ok"));
-        var loggers = _factory.Services.GetRequiredService<ILoggerFactory>();
+        var loggers = _host.Services.GetRequiredService<ILoggerFactory>();
         Assert.That(loggers.CreateLogger("Integration.Amqp").IsEnabled(LogLevel.Trace), Is.True);
         Assert.That((await Audit()).Single(a => a.Channel == "amqp"), Has.Property("Actor").EqualTo("ops").And.Property("Outcome").EqualTo("ok"));
     }
@@ -208,14 +158,14 @@ public sealed class ControlBus_Specs
     [Test]
     public async Task When_command_comes_over_rabbitmq_without_a_key_should_refuse_and_change_nothing()
     {
-        var bus = _factory.Services.GetRequiredService<IBus>();
+        var bus = _host.Services.GetRequiredService<IBus>();
         var client = bus.CreateRequestClient<ControlCommandMessage>();
 
         var response = await client.GetResponse<ControlCommandReply>(
             new ControlCommandMessage("log-level.set", "Integration.Sneaky", new Dictionary<string, string> { ["level"] = "Trace" }));
 
         Assert.That(response.Message.Outcome, Is.EqualTo("Unauthorized"));
-        var loggers = _factory.Services.GetRequiredService<ILoggerFactory>();
+        var loggers = _host.Services.GetRequiredService<ILoggerFactory>();
         Assert.That(loggers.CreateLogger("Integration.Sneaky").IsEnabled(LogLevel.Trace), Is.False);
         Assert.That((await Audit()).Single(a => a.Channel == "amqp").Outcome, Is.EqualTo("unauthorized"));
     }
