@@ -1,0 +1,81 @@
+using MassTransit;
+
+namespace Integration.Patterns.Routing;
+
+/// <summary>How a route's queue is read. Everything is off unless set.</summary>
+public sealed class RouteEndpointOptions
+{
+    int? _retryLimit;
+    TimeSpan _retryMin;
+    TimeSpan _retryMax;
+    int? _tripThreshold;
+    TimeSpan _resetInterval;
+
+    /// <summary>Channel adapter for non-.NET producers: accept plain JSON bodies (no MassTransit envelope) and send plain JSON on.</summary>
+    public bool RawJson { get; set; }
+
+    /// <summary>At most this many messages in process at once (a throttle); null: the transport's default.</summary>
+    public int? ConcurrentMessageLimit { get; set; }
+
+    /// <summary>
+    /// Retries with exponential backoff and jitter before a message goes to the error queue:
+    /// <paramref name="limit"/> retries, waits growing from <paramref name="min"/> to <paramref name="max"/>.
+    /// </summary>
+    public RouteEndpointOptions Retry(int limit, TimeSpan min, TimeSpan max)
+    {
+        _retryLimit = limit;
+        _retryMin = min;
+        _retryMax = max;
+        return this;
+    }
+
+    /// <summary>Stops consuming for <paramref name="resetInterval"/> when <paramref name="tripThresholdPercent"/>% of recent messages failed.</summary>
+    public RouteEndpointOptions CircuitBreaker(int tripThresholdPercent, TimeSpan resetInterval)
+    {
+        _tripThreshold = tripThresholdPercent;
+        _resetInterval = resetInterval;
+        return this;
+    }
+
+    internal IEnumerable<string> Validate()
+    {
+        if (ConcurrentMessageLimit is < 1)
+            yield return $"ConcurrentMessageLimit must be at least 1, not {ConcurrentMessageLimit}";
+        if (_retryLimit is { } limit)
+        {
+            if (limit is < 1 or > 100)
+                yield return $"Retry limit must be 1 to 100, not {limit}";
+            if (_retryMin <= TimeSpan.Zero || _retryMax < _retryMin)
+                yield return $"Retry intervals must satisfy 0 < min <= max (min {_retryMin}, max {_retryMax})";
+        }
+
+        if (_tripThreshold is { } trip && (trip is < 1 or > 100 || _resetInterval <= TimeSpan.Zero))
+            yield return $"CircuitBreaker needs a trip threshold of 1 to 100 percent and a positive reset interval (got {trip}%, {_resetInterval})";
+    }
+
+    internal void Apply(IReceiveEndpointConfigurator endpoint)
+    {
+        if (RawJson)
+        {
+            endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
+            endpoint.UseRawJsonSerializer(RawSerializerOptions.AnyMessageType | RawSerializerOptions.AddTransportHeaders, isDefault: true);
+        }
+
+        if (ConcurrentMessageLimit is { } concurrency)
+            endpoint.ConcurrentMessageLimit = concurrency;
+
+        if (_tripThreshold is { } trip)
+        {
+            endpoint.UseCircuitBreaker(cb =>
+            {
+                cb.TrackingPeriod = TimeSpan.FromMinutes(1);
+                cb.TripThreshold = trip;
+                cb.ActiveThreshold = 10;
+                cb.ResetInterval = _resetInterval;
+            });
+        }
+
+        if (_retryLimit is { } retries)
+            endpoint.UseMessageRetry(r => r.Exponential(retries, _retryMin, _retryMax, TimeSpan.FromTicks(Math.Max(1, _retryMin.Ticks / 2))));
+    }
+}

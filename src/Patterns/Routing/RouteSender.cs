@@ -1,0 +1,58 @@
+using Integration.Patterns.History;
+using MassTransit;
+
+namespace Integration.Patterns.Routing;
+
+/// <summary>Headers a route adds to everything it sends after an envelope step (priority, time to live, custom headers).</summary>
+public sealed class RouteEnvelope
+{
+    readonly List<Action<SendContext>> _apply = [];
+
+    internal void Add(Action<SendContext> apply)
+    {
+        lock (_apply)
+            _apply.Add(apply);
+    }
+
+    internal void ApplyTo(SendContext context)
+    {
+        lock (_apply)
+        {
+            foreach (var apply in _apply)
+                apply(context);
+        }
+    }
+
+    /// <summary>The envelope of the message being consumed.</summary>
+    public static RouteEnvelope Of(ConsumeContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.GetOrAddPayload(() => new RouteEnvelope());
+    }
+}
+
+/// <summary>How route steps send: to a queue by name, carrying the message history and the envelope headers.</summary>
+public static class RouteSender
+{
+    /// <summary>Sends <paramref name="message"/> to queue <paramref name="destination"/> as a child of the consumed message.</summary>
+    public static async Task SendAsync<T>(ConsumeContext context, string destination, T message, Action<SendContext>? configure = null,
+        CancellationToken cancellationToken = default)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(message);
+        var history = MessageHistory.Of(context).ToJson();
+        var envelope = RouteEnvelope.Of(context);
+        var endpoint = await context.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
+        await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
+        {
+            send.Headers.Set(MessageHistory.Header, history);
+            envelope.ApplyTo(send);
+            configure?.Invoke(send);
+        }), cancellationToken == default ? context.CancellationToken : cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>True when <paramref name="destination"/> can name a queue.</summary>
+    public static bool IsValidQueueName(string? destination) =>
+        !string.IsNullOrWhiteSpace(destination) && destination.Length <= 255 && !destination.Any(c => char.IsWhiteSpace(c) || c == '/' || c == '?' || c == ':');
+}

@@ -1,0 +1,103 @@
+using Integration.Patterns.Routing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Integration.Patterns.WireTap;
+
+/// <summary>Wire tap (EIP; Camel <c>wireTap</c>): a copy of every message to another queue, without touching the main flow.</summary>
+public static class WireTapExtensions
+{
+    /// <summary>
+    /// Sends a copy of each message to <paramref name="destination"/>. The copy is sent while the message goes on; a
+    /// failing or slow tap never fails or holds up the message (failures are logged and counted, and the wait for the
+    /// copy is bounded by <paramref name="timeout"/>, default 5 s). Switchable at run time under
+    /// <c>wiretap:{destination}</c> through <see cref="RouteControl"/>.
+    /// </summary>
+    public static IRouteConfigurator<T> WireTap<T>(this IRouteConfigurator<T> route, string destination, bool enabled = true, TimeSpan? timeout = null)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(route);
+        return route.AddStep(new WireTapSpecification<T>(destination, enabled, timeout ?? TimeSpan.FromSeconds(5)));
+    }
+}
+
+/// <summary>Specification of a wire tap.</summary>
+public sealed class WireTapSpecification<T>(string destination, bool enabled, TimeSpan timeout) : IRouteStepSpecification<T>
+    where T : class
+{
+    /// <inheritdoc />
+    public string Kind => "WireTap";
+
+    /// <inheritdoc />
+    public string Name => $"wiretap:{destination}";
+
+    /// <inheritdoc />
+    public bool IsTerminal => false;
+
+    /// <inheritdoc />
+    public IEnumerable<string> Validate()
+    {
+        if (!RouteSender.IsValidQueueName(destination))
+            yield return $"destination '{destination}' is not a valid queue name";
+        if (timeout <= TimeSpan.Zero)
+            yield return $"timeout must be positive, not {timeout}";
+    }
+
+    /// <inheritdoc />
+    public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled));
+    }
+}
+
+/// <summary>Sends the copy concurrently with the rest of the route; waits for it at most <c>timeout</c> afterwards, swallowing its failure.</summary>
+public sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled) : IFilter<ConsumeContext<T>>
+    where T : class
+{
+    /// <inheritdoc />
+    public async Task Send(ConsumeContext<T> context, IPipe<ConsumeContext<T>> next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        if (!enabled.Enabled)
+        {
+            await next.Send(context).ConfigureAwait(false);
+            return;
+        }
+
+        var tap = Tap(context);
+        await next.Send(context).ConfigureAwait(false);
+        await Task.WhenAny(tap, Task.Delay(timeout)).ConfigureAwait(false);
+    }
+
+    async Task Tap(ConsumeContext<T> context)
+    {
+        try
+        {
+            await Task.Yield();
+            await RouteSender.SendAsync(context, destination, context.Message).ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            PatternDiagnostics.TapFailures.Add(1, new("route", route), new("destination", destination));
+            var logger = context.TryGetPayload(out IServiceProvider? services)
+                ? services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.WireTap") ?? NullLogger.Instance
+                : NullLogger.Instance;
+            LogTapFailed(logger, exception, route, destination);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Probe(ProbeContext context)
+    {
+        var scope = context.CreateFilterScope("wireTap");
+        scope.Add("destination", destination);
+        scope.Add("enabled", enabled.Enabled);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Route {Route}: wire tap copy to {Destination} failed; the message went on")]
+    static partial void LogTapFailed(ILogger logger, Exception exception, string route, string destination);
+}
