@@ -7,5 +7,6 @@ public static class HostFeatures
     public static IReadOnlyList<IHostFeature> All { get; } =
     [
         new Operations.OperationsFeature(),
+        new Parts.PartsRoutingFeature(),
     ];
 }

@@ -1,8 +1,8 @@
-using System.Security.Authentication;
 using Integration.Host.Configuration;
+using Integration.Host.Messaging;
+using RabbitMQ.Client;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
-using RabbitMQ.Client;
 
 namespace Integration.Host.Health;
 
@@ -34,7 +34,7 @@ public sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOption
                 _connection = null;
             }
 
-            _connection = await Factory(settings).CreateConnectionAsync($"{host.Value.ServiceName}-health", cancellationToken).ConfigureAwait(false);
+            _connection = await RabbitMqConnections.Factory(settings, TimeSpan.FromSeconds(3)).CreateConnectionAsync($"{host.Value.ServiceName}-health", cancellationToken).ConfigureAwait(false);
             return HealthCheckResult.Healthy($"Connected to RabbitMQ at {where}");
         }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -46,32 +46,6 @@ public sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOption
         {
             _gate.Release();
         }
-    }
-
-    static ConnectionFactory Factory(RabbitMqOptions settings)
-    {
-        var factory = new ConnectionFactory
-        {
-            HostName = settings.Host,
-            Port = settings.Port,
-            VirtualHost = settings.VirtualHost,
-            UserName = settings.Username,
-            Password = settings.Password,
-            RequestedHeartbeat = TimeSpan.FromSeconds(settings.HeartbeatSeconds),
-            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-            AutomaticRecoveryEnabled = false,
-        };
-        if (settings.UseTls)
-        {
-            factory.Ssl = new SslOption
-            {
-                Enabled = true,
-                ServerName = settings.TlsServerName ?? settings.Host,
-                Version = SslProtocols.Tls12 | SslProtocols.Tls13,
-            };
-        }
-
-        return factory;
     }
 
     /// <inheritdoc />

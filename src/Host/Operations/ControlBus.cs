@@ -124,7 +124,9 @@ public static class BuiltInControlCommands
         services.AddSingleton<IControlCommandHandler>(sp => new Handler("routes.list", ControlRole.Viewer, (_, _) =>
         {
             var probe = sp.GetRequiredService<IBus>().GetProbeResult();
-            return Task.FromResult(ControlResult.Ok("Receive endpoints with their pipelines, from the filters' probes", probe.Results));
+            var routes = sp.GetService<Integration.Patterns.Routing.RouteControl>() is { } control ? RouteCommands.Describe(control) : null;
+            return Task.FromResult(ControlResult.Ok("Integration routes with their steps and switches, and every receive endpoint's pipeline from the filters' probes",
+                new { routes, endpoints = probe.Results }));
         }));
 
         services.AddSingleton<IControlCommandHandler>(sp => new Handler("endpoints.list", ControlRole.Viewer, (_, _) =>

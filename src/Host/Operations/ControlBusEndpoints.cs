@@ -25,6 +25,7 @@ public static class ControlBusEndpoints
         control.MapGet("/audit", (HttpContext http, ControlBus bus, ControlAuthorization auth, int? take) =>
             Run(http, bus, auth, new ControlCommand("audit.list", Arguments: new Dictionary<string, string> { ["take"] = (take ?? 50).ToString(System.Globalization.CultureInfo.InvariantCulture) })));
         control.MapDeadLetters();
+        control.MapRouteCommands();
         control.MapPost("/commands", (HttpContext http, ControlBus bus, ControlAuthorization auth, ControlCommand command) => Run(http, bus, auth, command));
         return endpoints;
     }

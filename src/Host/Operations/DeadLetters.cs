@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Integration.Host.Configuration;
+using Integration.Host.Messaging;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 
@@ -173,20 +174,8 @@ public sealed class DeadLetterService(IOptions<RabbitMqOptions> options, IHttpCl
             Header("MT-Fault-ExceptionType"), Header("MT-Fault-Timestamp"), Header("MT-Fault-ConsumerType"), body.Length, preview);
     }
 
-    async Task<IConnection> ConnectAsync(CancellationToken cancellationToken)
-    {
-        var settings = Settings;
-        var factory = new ConnectionFactory
-        {
-            HostName = settings.Host,
-            Port = settings.Port,
-            VirtualHost = settings.VirtualHost,
-            UserName = settings.Username,
-            Password = settings.Password,
-            Ssl = new SslOption { Enabled = settings.UseTls, ServerName = settings.TlsServerName ?? settings.Host },
-        };
-        return await factory.CreateConnectionAsync("dead-letters", cancellationToken).ConfigureAwait(false);
-    }
+    async Task<IConnection> ConnectAsync(CancellationToken cancellationToken) =>
+        await RabbitMqConnections.Factory(Settings).CreateConnectionAsync("dead-letters", cancellationToken).ConfigureAwait(false);
 
     static async Task<bool> ExistsAsync(IConnection connection, string queue, CancellationToken cancellationToken)
     {

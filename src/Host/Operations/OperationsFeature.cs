@@ -37,6 +37,7 @@ public sealed class OperationsFeature : IHostFeature
         builder.Services.AddSingleton<ControlBus>();
         builder.Services.AddBuiltInControlCommands();
         builder.Services.AddDeadLetterCommands();
+        builder.Services.AddRouteCommands();
         builder.Services.AddHostedService<ControlBusStartupCheck>();
     }
 

@@ -1,0 +1,37 @@
+using System.Security.Authentication;
+using Integration.Host.Configuration;
+using RabbitMQ.Client;
+
+namespace Integration.Host.Messaging;
+
+/// <summary>RabbitMQ.Client connections with the host's broker settings, for the few host parts that talk AMQP directly (health, dead letters, queue declarations).</summary>
+public static class RabbitMqConnections
+{
+    /// <summary>A connection factory for <paramref name="settings"/> (TLS included); no automatic recovery: callers reconnect.</summary>
+    public static ConnectionFactory Factory(RabbitMqOptions settings, TimeSpan? connectTimeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var factory = new ConnectionFactory
+        {
+            HostName = settings.Host,
+            Port = settings.Port,
+            VirtualHost = settings.VirtualHost,
+            UserName = settings.Username,
+            Password = settings.Password,
+            RequestedHeartbeat = TimeSpan.FromSeconds(settings.HeartbeatSeconds),
+            RequestedConnectionTimeout = connectTimeout ?? TimeSpan.FromSeconds(10),
+            AutomaticRecoveryEnabled = false,
+        };
+        if (settings.UseTls)
+        {
+            factory.Ssl = new SslOption
+            {
+                Enabled = true,
+                ServerName = settings.TlsServerName ?? settings.Host,
+                Version = SslProtocols.Tls12 | SslProtocols.Tls13,
+            };
+        }
+
+        return factory;
+    }
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using Integration.Patterns.Routing;
+
+namespace Integration.Host.Operations;
+
+/// <summary>Control commands over the integration routes: describe them, flip detours and wire taps, replace keyed routing tables.</summary>
+public static class RouteCommands
+{
+    sealed class Handler(string action, ControlRole role, Func<ControlCommand, CancellationToken, Task<ControlResult>> run) : IControlCommandHandler
+    {
+        public string Action => action;
+        public ControlRole Role => role;
+        public Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken) => run(command, cancellationToken);
+    }
+
+    static string? Argument(ControlCommand command, string name) =>
+        command.Arguments?.TryGetValue(name, out var value) == true && !string.IsNullOrEmpty(value) ? value : null;
+
+    /// <summary>Describes every route: steps, switches, routing tables.</summary>
+    public static object Describe(RouteControl control)
+    {
+        ArgumentNullException.ThrowIfNull(control);
+        return control.Routes.Select(route => new
+        {
+            route = route.Name,
+            messageType = route.MessageType,
+            steps = route.Steps,
+            switches = control.Switches.Where(s => s.Route == route.Name).Select(s => new { s.Name, s.Kind, s.Enabled }),
+            routingTables = control.RoutingTables.Where(t => t.Route == route.Name).Select(t => new { t.Name, table = t.Describe() }),
+        });
+    }
+
+    /// <summary>Registers the route commands.</summary>
+    public static IServiceCollection AddRouteCommands(this IServiceCollection services)
+    {
+        services.AddSingleton<IControlCommandHandler>(sp => new Handler("route.switch", ControlRole.Operator, (command, _) =>
+        {
+            var control = sp.GetService<RouteControl>();
+            var name = Argument(command, "name");
+            if (control is null || string.IsNullOrWhiteSpace(command.Target) || name is null || !bool.TryParse(Argument(command, "enabled"), out var enabled))
+                return Task.FromResult(new ControlResult(ControlOutcome.Invalid, "route.switch needs the route as target and arguments 'name' (e.g. detour:inspect) and 'enabled' (true/false)"));
+            return Task.FromResult(control.SetSwitch(command.Target, name, enabled)
+                ? ControlResult.Ok($"Route '{command.Target}': {name} is now {(enabled ? "on" : "off")}")
+                : new ControlResult(ControlOutcome.NotFound, $"Route '{command.Target}' has no switch '{name}'; switches: {string.Join(", ", control.Switches.Select(s => $"{s.Route}/{s.Name}"))}"));
+        }));
+
+        services.AddSingleton<IControlCommandHandler>(sp => new Handler("route.table", ControlRole.Operator, (command, _) =>
+        {
+            var control = sp.GetService<RouteControl>();
+            var router = Argument(command, "router") ?? "router";
+            if (control is null || string.IsNullOrWhiteSpace(command.Target))
+                return Task.FromResult(new ControlResult(ControlOutcome.Invalid, "route.table needs the route as target"));
+            if (control.FindRoutingTable(command.Target, router) is not { } table)
+                return Task.FromResult(new ControlResult(ControlOutcome.NotFound, $"Route '{command.Target}' has no router '{router}'"));
+            Dictionary<string, string> keys;
+            try
+            {
+                keys = JsonSerializer.Deserialize<Dictionary<string, string>>(Argument(command, "keys") ?? "{}") ?? [];
+            }
+            catch (JsonException exception)
+            {
+                return Task.FromResult(new ControlResult(ControlOutcome.Invalid, $"Argument 'keys' must be a JSON object of key → queue: {exception.Message}"));
+            }
+
+            var failures = table.ReplaceKeyed(keys, Argument(command, "otherwise"));
+            return Task.FromResult(failures.Count == 0
+                ? ControlResult.Ok($"Route '{command.Target}': router '{router}' replaced", table.Describe())
+                : new ControlResult(ControlOutcome.Invalid, $"Routing table not replaced: {string.Join("; ", failures)}"));
+        }));
+
+        return services;
+    }
+
+    /// <summary>Body of <c>PUT /api/control/routes/{route}/tables/{router}</c>.</summary>
+    public sealed record RoutingTableRequest(Dictionary<string, string>? Keys, string? Otherwise);
+
+    /// <summary>Body of <c>PUT /api/control/routes/{route}/switches/{name}</c>.</summary>
+    public sealed record SwitchRequest(bool Enabled);
+
+    /// <summary>Maps the route commands under <c>/api/control/routes</c>.</summary>
+    public static RouteGroupBuilder MapRouteCommands(this RouteGroupBuilder control)
+    {
+        ArgumentNullException.ThrowIfNull(control);
+        control.MapPut("/routes/{route}/switches/{name}", (HttpContext http, ControlBus bus, ControlAuthorization auth, string route, string name, SwitchRequest body) =>
+            ControlBusEndpoints.Run(http, bus, auth, new ControlCommand("route.switch", route,
+                new Dictionary<string, string> { ["name"] = name, ["enabled"] = body.Enabled ? "true" : "false" })));
+        control.MapPut("/routes/{route}/tables/{router}", (HttpContext http, ControlBus bus, ControlAuthorization auth, string route, string router, RoutingTableRequest body) =>
+        {
+            var arguments = new Dictionary<string, string> { ["router"] = router, ["keys"] = JsonSerializer.Serialize(body.Keys ?? []) };
+            if (body.Otherwise is not null)
+                arguments["otherwise"] = body.Otherwise;
+            return ControlBusEndpoints.Run(http, bus, auth, new ControlCommand("route.table", route, arguments));
+        });
+        return control;
+    }
+}

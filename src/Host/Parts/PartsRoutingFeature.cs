@@ -1,0 +1,87 @@
+using Integration.Host.Configuration;
+using Integration.Host.Features;
+using Integration.Host.Messaging;
+using Integration.Patterns.ContentRouting;
+using Integration.Patterns.Filtering;
+using Integration.Patterns.Routing;
+using Integration.Patterns.WireTap;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Integration.Host.Parts;
+
+/// <summary>A parts request as devices send it: plain JSON from any AMQP client, no MassTransit envelope.</summary>
+public sealed record PartsRequest(string? RequestId, string? DeviceId, string? Category, string? Sku, int Quantity);
+
+/// <summary>
+/// The sample routes (a contract: the queue names are fixed). <c>parts-requests</c> receives raw JSON; every request is
+/// wire-tapped to <c>audit</c>; a request without <c>requestId</c> goes to <c>parts-requests_error</c>; test devices go
+/// to <c>parts-requests-discarded</c>; the rest is routed by category to <c>parts-electronics</c>,
+/// <c>parts-hydraulics</c> or <c>parts-general</c>, keeping its body and carrying a message history header.
+/// </summary>
+public sealed partial class PartsRoutingFeature : IHostFeature
+{
+    /// <summary>The queues the routes send to: they stand for downstream systems, so the host declares them but does not consume them.</summary>
+    public static readonly string[] Destinations = ["audit", "parts-requests-discarded", "parts-electronics", "parts-hydraulics", "parts-general"];
+
+    /// <inheritdoc />
+    public string Name => "parts-routing";
+
+    /// <inheritdoc />
+    public void AddServices(IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddHostedService<DestinationQueues>();
+    }
+
+    /// <inheritdoc />
+    public void AddBus(IBusRegistrationConfigurator bus) =>
+        bus.AddIntegrationRoutes(routes => routes.From<PartsRequest>("parts-requests", r => r
+                .WireTap("audit")
+                .Validate(m => !string.IsNullOrWhiteSpace(m.RequestId), "requestId is required")
+                .Filter(m => !(m.DeviceId ?? "").StartsWith("test-", StringComparison.Ordinal), otherwise: "parts-requests-discarded")
+                .Route(c => c
+                    .ByKey(m => m.Category)
+                    .WhenKey("electronics", "parts-electronics")
+                    .WhenKey("hydraulics", "parts-hydraulics")
+                    .Otherwise("parts-general"), name: "by-category"),
+            endpoint => endpoint.RawJson = true));
+
+    /// <inheritdoc />
+    public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        bus.ConfigureIntegrationRoutes(context);
+    }
+
+    /// <summary>Declares the destination queues (durable) as soon as the broker answers, retrying in the background until it does.</summary>
+    sealed partial class DestinationQueues(IOptions<RabbitMqOptions> options, ILogger<DestinationQueues> logger) : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            for (var attempt = 1; !stoppingToken.IsCancellationRequested; attempt++)
+            {
+                try
+                {
+                    await using var connection = await RabbitMqConnections.Factory(options.Value).CreateConnectionAsync("parts-destinations", stoppingToken).ConfigureAwait(false);
+                    await using var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                    foreach (var queue in Destinations)
+                        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: stoppingToken).ConfigureAwait(false);
+                    LogDeclared(logger, string.Join(", ", Destinations));
+                    return;
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    LogRetry(logger, attempt, exception.Message);
+                    await Task.Delay(TimeSpan.FromSeconds(Math.Min(30, attempt * 2)), stoppingToken).ConfigureAwait(false);
+                }
+            }
+        }
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Declared destination queues: {Queues}")]
+        static partial void LogDeclared(ILogger logger, string queues);
+
+        [LoggerMessage(Level = LogLevel.Warning, Message = "Could not declare destination queues yet (attempt {Attempt}): {Reason}")]
+        static partial void LogRetry(ILogger logger, int attempt, string reason);
+    }
+}
