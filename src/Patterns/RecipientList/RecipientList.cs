@@ -58,7 +58,7 @@ public sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? 
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new RecipientListFilter<T>(context.Route, context.ErrorQueue, recipients!, attempts);
+        return new RecipientListFilter<T>(context.Route, context.ErrorQueue, recipients!, attempts, context.Services);
     }
 }
 
@@ -77,7 +77,8 @@ public sealed class RecipientListResult
 }
 
 /// <summary>Delivers to every recipient independently; a recipient that keeps failing is parked in the error queue, never dropped.</summary>
-public sealed class RecipientListFilter<T>(string route, string errorQueue, Func<T, IEnumerable<string>> recipients, int attempts) : IFilter<ConsumeContext<T>>
+public sealed class RecipientListFilter<T>(string route, string errorQueue, Func<T, IEnumerable<string>> recipients, int attempts, IServiceProvider services)
+    : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <summary>Header on a parked copy naming the recipient it could not reach.</summary>
@@ -110,7 +111,7 @@ public sealed class RecipientListFilter<T>(string route, string errorQueue, Func
         {
             try
             {
-                await RouteSender.SendAsync(context, target, context.Message).ConfigureAwait(false);
+                await RouteSender.SendIsolatedAsync(services, context, target, context.Message).ConfigureAwait(false);
                 PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", target));
                 return new RecipientStatus(target, true, attempt, null);
             }

@@ -59,7 +59,7 @@ interface IRouteDefinition
 {
     string Name { get; }
     IEnumerable<string> Validate();
-    void Configure(IReceiveConfigurator configurator, RouteControl control);
+    void Configure(IReceiveConfigurator configurator, RouteControl control, IServiceProvider services);
 }
 
 sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage> steps, RouteEndpointOptions options) : IRouteDefinition
@@ -86,9 +86,9 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
             yield return $"Route '{queue}', endpoint: {failure}";
     }
 
-    public void Configure(IReceiveConfigurator configurator, RouteControl control)
+    public void Configure(IReceiveConfigurator configurator, RouteControl control, IServiceProvider services)
     {
-        var pipe = steps.Build(control, 0);
+        var pipe = steps.Build(control, services, 0);
         control.AddRoute(new RouteDescription(queue, typeof(TMessage).Name, steps.Describe(0).ToList()));
         configurator.ReceiveEndpoint(queue, endpoint =>
         {

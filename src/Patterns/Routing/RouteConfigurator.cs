@@ -119,18 +119,18 @@ sealed class RouteConfigurator<TMessage>(string route) : IRouteConfigurator<TMes
     }
 
     /// <summary>Builds the pipe for this segment; steps are numbered from <paramref name="offset"/> + 1.</summary>
-    public IPipe<ConsumeContext<TMessage>> Build(RouteControl control, int offset)
+    public IPipe<ConsumeContext<TMessage>> Build(RouteControl control, IServiceProvider services, int offset)
     {
         var filters = new List<IFilter<ConsumeContext<TMessage>>>();
         for (var i = 0; i < _steps.Count; i++)
         {
-            var context = new RouteStepContext(Route, offset + i + 1, control);
+            var context = new RouteStepContext(Route, offset + i + 1, control, services);
             var step = _steps[i];
             filters.Add(new RouteStepFilter<TMessage>(context, step.Kind, step.Name, step.Build(context)));
         }
 
         if (_continuation is not null)
-            filters.Add(_continuation.Build(Route, control, offset + _steps.Count + 1));
+            filters.Add(_continuation.Build(Route, control, services, offset + _steps.Count + 1));
 
         return Pipe.New<ConsumeContext<TMessage>>(cfg =>
         {
@@ -145,7 +145,7 @@ sealed class RouteConfigurator<TMessage>(string route) : IRouteConfigurator<TMes
         string Name { get; }
         IRouteSegment Segment { get; }
         IEnumerable<string> Validate();
-        IFilter<ConsumeContext<TMessage>> Build(string route, RouteControl control, int index);
+        IFilter<ConsumeContext<TMessage>> Build(string route, RouteControl control, IServiceProvider services, int index);
     }
 
     sealed class Continuation<TNext>(IRouteBridgeSpecification<TMessage, TNext> bridge, RouteConfigurator<TNext> next) : IContinuation
@@ -156,10 +156,10 @@ sealed class RouteConfigurator<TMessage>(string route) : IRouteConfigurator<TMes
         public IRouteSegment Segment => next;
         public IEnumerable<string> Validate() => bridge.Validate();
 
-        public IFilter<ConsumeContext<TMessage>> Build(string route, RouteControl control, int index)
+        public IFilter<ConsumeContext<TMessage>> Build(string route, RouteControl control, IServiceProvider services, int index)
         {
-            var context = new RouteStepContext(route, index, control);
-            return new RouteStepFilter<TMessage>(context, bridge.Kind, bridge.Name, bridge.Build(context, next.Build(control, index)));
+            var context = new RouteStepContext(route, index, control, services);
+            return new RouteStepFilter<TMessage>(context, bridge.Kind, bridge.Name, bridge.Build(context, next.Build(control, services, index)));
         }
     }
 }

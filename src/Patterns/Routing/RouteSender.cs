@@ -52,6 +52,34 @@ public static class RouteSender
         }), cancellationToken == default ? context.CancellationToken : cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Sends through the bus rather than the consume context, for copies whose failure must not fail the consumed message
+    /// (a wire tap, one recipient of several): MassTransit fails a message whose consume-context sends failed, even when
+    /// the failure was handled. The conversation and initiator ids are carried over by hand, as the context would.
+    /// </summary>
+    public static async Task SendIsolatedAsync<T>(IServiceProvider services, ConsumeContext context, string destination, T message,
+        Action<SendContext>? configure = null)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(message);
+        var history = MessageHistory.Of(context).ToJson();
+        var envelope = RouteEnvelope.Of(context);
+        var bus = (IBus?)services.GetService(typeof(IBus)) ?? throw new InvalidOperationException("The bus is not registered");
+        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
+        await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
+        {
+            send.ConversationId = context.ConversationId;
+            send.InitiatorId = context.MessageId;
+            if (context.CorrelationId is { } correlation)
+                send.CorrelationId = correlation;
+            send.Headers.Set(MessageHistory.Header, history);
+            envelope.ApplyTo(send);
+            configure?.Invoke(send);
+        }), context.CancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>True when <paramref name="destination"/> can name a queue.</summary>
     public static bool IsValidQueueName(string? destination) =>
         !string.IsNullOrWhiteSpace(destination) && destination.Length <= 255 && !destination.Any(c => char.IsWhiteSpace(c) || c == '/' || c == '?' || c == ':');

@@ -32,7 +32,8 @@ public interface IRouteStepSpecification<TMessage>
 /// <param name="Route">The route's name (its queue).</param>
 /// <param name="Index">1-based position in the route.</param>
 /// <param name="Control">Runtime switches and routing tables, shared with the control bus.</param>
-public sealed record RouteStepContext(string Route, int Index, RouteControl Control)
+/// <param name="Services">The bus's services, for steps that send outside the consumed message (see <see cref="RouteSender.SendIsolatedAsync{T}"/>).</param>
+public sealed record RouteStepContext(string Route, int Index, RouteControl Control, IServiceProvider Services)
 {
     /// <summary>The route's error queue, where per-step failures that must not fail the message are parked.</summary>
     public string ErrorQueue => Route + "_error";

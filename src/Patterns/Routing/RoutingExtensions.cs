@@ -41,6 +41,6 @@ public static class RoutingExtensions
             throw new RouteConfigurationException(failures);
         var control = context.GetRequiredService<RouteControl>();
         foreach (var route in catalog.Routes)
-            route.Configure(configurator, control);
+            route.Configure(configurator, control, context);
     }
 }

@@ -49,12 +49,12 @@ public sealed class WireTapSpecification<T>(string destination, bool enabled, Ti
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled));
+        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled), context.Services);
     }
 }
 
 /// <summary>Sends the copy concurrently with the rest of the route; waits for it at most <c>timeout</c> afterwards, swallowing its failure.</summary>
-public sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled) : IFilter<ConsumeContext<T>>
+public sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled, IServiceProvider services) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -78,14 +78,12 @@ public sealed partial class WireTapFilter<T>(string route, string destination, T
         try
         {
             await Task.Yield();
-            await RouteSender.SendAsync(context, destination, context.Message).ConfigureAwait(false);
+            await RouteSender.SendIsolatedAsync(services, context, destination, context.Message).ConfigureAwait(false);
         }
         catch (Exception exception)
         {
             PatternDiagnostics.TapFailures.Add(1, new("route", route), new("destination", destination));
-            var logger = context.TryGetPayload(out IServiceProvider? services)
-                ? services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.WireTap") ?? NullLogger.Instance
-                : NullLogger.Instance;
+            var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.WireTap") ?? NullLogger.Instance;
             LogTapFailed(logger, exception, route, destination);
         }
     }

@@ -1,0 +1,130 @@
+using System.Collections.Concurrent;
+using Integration.Patterns.Routing;
+using Integration.Testing;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Integration.Patterns.Tests;
+
+/// <summary>A transport the pattern specs run on: each spec runs on every one (contract tests).</summary>
+public interface ITransport : IAsyncDisposable
+{
+    Task StartAsync();
+
+    void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure);
+}
+
+/// <summary>MassTransit's in-memory transport: fast, no services.</summary>
+public sealed class InMemory : ITransport
+{
+    public Task StartAsync() => Task.CompletedTask;
+
+    public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>
+        bus.UsingInMemory((context, cfg) => configure(context, cfg));
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>The real broker, in a virtual host of the spec's own.</summary>
+public sealed class RabbitMq : ITransport
+{
+    TestBroker? _broker;
+
+    public async Task StartAsync() => _broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
+
+    public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>
+        bus.UsingRabbitMq((context, cfg) =>
+        {
+            _broker!.ConfigureHost(cfg);
+            configure(context, cfg);
+        });
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_broker is not null)
+            await _broker.DisposeAsync();
+    }
+}
+
+/// <summary>A message that arrived at a destination queue, with its headers.</summary>
+public sealed record Captured<T>(T Message, Headers Headers);
+
+/// <summary>
+/// Runs routes on a transport and captures what arrives at the destination queues (every destination is consumed by a
+/// capturing endpoint for <typeparamref name="TOut"/>). Uses MassTransit's DI test harness.
+/// </summary>
+public sealed class RouteHarness<TOut> : IAsyncDisposable
+    where TOut : class
+{
+    readonly ConcurrentDictionary<string, ConcurrentQueue<Captured<TOut>>> _captured = new(StringComparer.Ordinal);
+    readonly ITransport _transport;
+    ServiceProvider? _provider;
+
+    RouteHarness(ITransport transport) => _transport = transport;
+
+    public ITestHarness Harness => _provider!.GetRequiredService<ITestHarness>();
+
+    public RouteControl Control => _provider!.GetRequiredService<RouteControl>();
+
+    /// <summary>Starts a bus with <paramref name="routes"/> and capturing endpoints on <paramref name="destinations"/>.</summary>
+    public static async Task<RouteHarness<TOut>> StartAsync(ITransport transport, Action<IRouteBuilder> routes, string[] destinations,
+        Action<IBusFactoryConfigurator>? configure = null)
+    {
+        var harness = new RouteHarness<TOut>(transport);
+        await transport.StartAsync();
+        harness._provider = new ServiceCollection()
+            .AddMassTransitTestHarness(x =>
+            {
+                x.AddIntegrationRoutes(routes);
+                transport.Use(x, (context, cfg) =>
+                {
+                    configure?.Invoke(cfg);
+                    cfg.ConfigureIntegrationRoutes(context);
+                    foreach (var destination in destinations)
+                    {
+                        var queue = harness._captured.GetOrAdd(destination, _ => new ConcurrentQueue<Captured<TOut>>());
+                        cfg.ReceiveEndpoint(destination, e => e.Handler<TOut>(c =>
+                        {
+                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers));
+                            return Task.CompletedTask;
+                        }));
+                    }
+                });
+            })
+            .BuildServiceProvider(true);
+        await harness.Harness.Start();
+        return harness;
+    }
+
+    /// <summary>Sends <paramref name="message"/> to the route's queue.</summary>
+    public async Task Send<T>(string queue, T message)
+        where T : class =>
+        await (await Harness.Bus.GetSendEndpoint(new Uri($"queue:{queue}"))).Send(message);
+
+    /// <summary>What arrived at <paramref name="queue"/> so far.</summary>
+    public IReadOnlyList<Captured<TOut>> At(string queue) => _captured.TryGetValue(queue, out var q) ? q.ToList() : [];
+
+    /// <summary>Waits until <paramref name="count"/> messages arrived at <paramref name="queue"/>.</summary>
+    public async Task<IReadOnlyList<Captured<TOut>>> WaitFor(string queue, int count = 1, double seconds = 10)
+    {
+        await Eventually.TrueAsync(() => Task.FromResult(At(queue).Count >= count), TimeSpan.FromSeconds(seconds));
+        return At(queue);
+    }
+
+    /// <summary>True when the route faulted the message (it went to the route's error queue).</summary>
+    public Task<bool> Faulted<T>()
+        where T : class =>
+        Harness.Consumed.Any<T>(x => x.Exception is not null);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_provider is not null)
+        {
+            await Harness.Stop();
+            await _provider.DisposeAsync();
+        }
+
+        await _transport.DisposeAsync();
+    }
+}
