@@ -55,7 +55,7 @@ public static class RouteSender
     /// <summary>
     /// Sends through the bus rather than the consume context, for copies whose failure must not fail the consumed message
     /// (a wire tap, one recipient of several): MassTransit fails a message whose consume-context sends failed, even when
-    /// the failure was handled. The conversation and initiator ids are carried over by hand, as the context would.
+    /// the failure was handled. The conversation and initiator ids and the message format are carried over by hand, as the context would.
     /// </summary>
     public static async Task SendIsolatedAsync<T>(IServiceProvider services, ConsumeContext context, string destination, T message,
         Action<SendContext>? configure = null)
@@ -70,6 +70,8 @@ public static class RouteSender
         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
+            // Keep the consumed message's format (raw JSON stays raw JSON), as a send through the context would.
+            send.Serializer = context.SerializerContext.GetMessageSerializer();
             send.ConversationId = context.ConversationId;
             send.InitiatorId = context.MessageId;
             if (context.CorrelationId is { } correlation)
