@@ -27,7 +27,7 @@ var context = new BenchContext(settings, infrastructure);
 var c = CultureInfo.InvariantCulture;
 Console.WriteLine("# Integration benchmarks");
 Console.WriteLine(string.Create(c, $"- date: {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, nproc: {Environment.ProcessorCount}, .NET {Environment.Version}"));
-Console.WriteLine(string.Create(c, $"- MassTransit {typeof(MassTransit.IBus).Assembly.GetName().Version}, RabbitMQ.Client {typeof(RabbitMQ.Client.IChannel).Assembly.GetName().Version}, Npgsql {typeof(Npgsql.NpgsqlConnection).Assembly.GetName().Version}"));
+Console.WriteLine(string.Create(c, $"- MassTransit {Version(typeof(MassTransit.IBus))}, RabbitMQ.Client {Version(typeof(RabbitMQ.Client.IChannel))}, Npgsql {Version(typeof(Npgsql.NpgsqlConnection))}"));
 Console.WriteLine(string.Create(c, $"- messages per case: {settings.Count} (median of {context.Repeat} runs after a warm-up of {Math.Max(1, settings.Count / 10)}), body: {settings.Size} bytes, prefetch: {settings.Prefetch}, in-flight sends: {settings.Concurrency}, requests: {settings.RequestCount}"));
 Console.WriteLine(string.Create(c, $"- scenarios: {string.Join(", ", selected.Select(s => s.Name))}"));
 Console.WriteLine();
@@ -55,3 +55,7 @@ foreach (var scenario in selected)
 Console.WriteLine(Report.Markdown(results));
 Console.WriteLine("Ratios: rates are value / baseline, latencies are baseline / value; 1.00 means as fast as the baseline.");
 return failed == 0 ? 0 : 1;
+
+static string Version(Type type) =>
+    (type.Assembly.GetCustomAttributes(typeof(AssemblyInformationalVersionAttribute), false).FirstOrDefault() as AssemblyInformationalVersionAttribute)
+        ?.InformationalVersion.Split('+')[0] ?? type.Assembly.GetName().Version?.ToString() ?? "?";

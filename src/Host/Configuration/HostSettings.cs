@@ -14,6 +14,9 @@ public sealed class HostSettings
     /// <summary>How long a graceful stop waits for in-flight messages.</summary>
     [Range(1, 3600)] public int ShutdownTimeoutSeconds { get; set; } = 30;
 
+    /// <summary>Largest HTTP request body accepted, in bytes (default 1 MiB); larger requests get 413.</summary>
+    [Range(1024, 1024L * 1024 * 1024)] public long MaxRequestBodyBytes { get; set; } = 1024 * 1024;
+
     /// <summary>Write logs as JSON lines (for log shippers) instead of single-line text.</summary>
     public bool JsonLogs { get; set; }
 }

@@ -24,6 +24,9 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     /// <summary>The queues the routes send to: they stand for downstream systems, so the host declares them but does not consume them.</summary>
     public static readonly string[] Destinations = ["audit", "parts-requests-discarded", "parts-electronics", "parts-hydraulics", "parts-general"];
 
+    /// <summary>Largest parts request accepted (64 KiB); larger ones go to <c>parts-requests_error</c> with the reason.</summary>
+    public const int MaxRequestBytes = 64 * 1024;
+
     /// <inheritdoc />
     public string Name => "parts-routing";
 
@@ -45,7 +48,11 @@ public sealed partial class PartsRoutingFeature : IHostFeature
                     .WhenKey("electronics", "parts-electronics")
                     .WhenKey("hydraulics", "parts-hydraulics")
                     .Otherwise("parts-general"), name: "by-category"),
-            endpoint => endpoint.RawJson = true));
+            endpoint =>
+            {
+                endpoint.RawJson = true;
+                endpoint.MaxBodyBytes = MaxRequestBytes;
+            }));
 
     /// <inheritdoc />
     public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)

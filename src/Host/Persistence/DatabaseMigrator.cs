@@ -47,13 +47,6 @@ public sealed partial class DatabaseMigrator(IServiceProvider services, IOptions
     {
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<HostDbContext>();
-        if (!db.Database.GetMigrations().Any())
-        {
-            // Only while the host has no migrations yet (during development of a new model): create the schema directly.
-            await db.Database.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
         var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken).ConfigureAwait(false)).ToList();
         if (pending.Count == 0)
             return;

@@ -93,7 +93,17 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
         configurator.ReceiveEndpoint(queue, endpoint =>
         {
             options.Apply(endpoint);
-            endpoint.Handler<TMessage>(context => pipe.Send(context));
+            var maxBody = options.MaxBodyBytes;
+            endpoint.Handler<TMessage>(context =>
+            {
+                if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
+                {
+                    throw new Filtering.MessageRejectedException(
+                        $"Route '{queue}' rejected the message: its body is {length} bytes, over the limit of {max} (MaxBodyBytes)");
+                }
+
+                return pipe.Send(context);
+            });
         });
     }
 }

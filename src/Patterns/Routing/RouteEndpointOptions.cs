@@ -14,6 +14,12 @@ public sealed class RouteEndpointOptions
     /// <summary>Channel adapter for non-.NET producers: accept plain JSON bodies (no MassTransit envelope) and send plain JSON on.</summary>
     public bool RawJson { get; set; }
 
+    /// <summary>
+    /// Largest body accepted, in bytes; a larger message goes to the error queue with the sizes in the reason and is not
+    /// retried. Null: no limit beyond the broker's own.
+    /// </summary>
+    public int? MaxBodyBytes { get; set; }
+
     /// <summary>At most this many messages in process at once (a throttle); null: the transport's default.</summary>
     public int? ConcurrentMessageLimit { get; set; }
 
@@ -39,6 +45,8 @@ public sealed class RouteEndpointOptions
 
     internal IEnumerable<string> Validate()
     {
+        if (MaxBodyBytes is < 1)
+            yield return $"MaxBodyBytes must be at least 1, not {MaxBodyBytes}";
         if (ConcurrentMessageLimit is < 1)
             yield return $"ConcurrentMessageLimit must be at least 1, not {ConcurrentMessageLimit}";
         if (_retryLimit is { } limit)

@@ -138,6 +138,35 @@ public sealed class PartsRoutes_Specs
     }
 
     [Test]
+    public async Task When_the_body_is_over_the_size_limit_should_dead_letter_it_saying_so_and_keep_routing()
+    {
+        var oversized = JsonSerializer.Serialize(new { requestId = "big", deviceId = "truck-5", category = "electronics", sku = new string('x', 70_000), quantity = 1 });
+        await Publish(oversized);
+        var next = Guid.NewGuid().ToString();
+        await Publish(Request(next, "truck-5", "electronics"));
+
+        var failed = await Take("parts-requests_error");
+        Assert.That(failed, Is.Not.Null, "the oversized message was not dead-lettered");
+        Assert.That(Header(failed!, "MT-Fault-Message"), Does.Contain("over the limit of 65536"));
+        var routed = await Take("parts-electronics");
+        Assert.That(Body(routed!).GetProperty("requestId").GetString(), Is.EqualTo(next), "the route stopped after an oversized message");
+    }
+
+    [Test]
+    public async Task When_the_body_is_xml_should_dead_letter_it_and_keep_routing()
+    {
+        await Publish("<partsRequest><requestId>x1</requestId></partsRequest>");
+        var next = Guid.NewGuid().ToString();
+        await Publish(Request(next, "truck-6", "hydraulics"));
+
+        var failed = await Take("parts-requests_error");
+        Assert.That(failed, Is.Not.Null);
+        Assert.That(Header(failed!, "MT-Fault-ExceptionType"), Does.Contain("JsonReaderException"));
+        Assert.That(Header(failed!, "MT-Fault-Message"), Is.Not.Empty);
+        Assert.That(Body((await Take("parts-hydraulics"))!).GetProperty("requestId").GetString(), Is.EqualTo(next));
+    }
+
+    [Test]
     public async Task When_an_operator_replaces_the_routing_table_should_route_by_the_new_table_at_once()
     {
         var (status, _) = await _host.Send(HttpMethod.Put, "/api/control/routes/parts-requests/tables/by-category", ControlHost.OperatorKey,
