@@ -1,0 +1,110 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace Integration.Outbox.Model;
+
+/// <summary>
+/// One transaction's worth of outgoing messages ("outbox state"). The relay claims whole transactions, so the messages
+/// one transaction wrote are delivered by one relay, in the order they were written.
+/// </summary>
+public sealed class OutboxTransaction
+{
+    /// <summary>Identity.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>Claim order.</summary>
+    public long Sequence { get; set; }
+
+    /// <summary>When the transaction was written.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>Which relay holds it, until <see cref="LockedUntil"/>.</summary>
+    public Guid? LockToken { get; set; }
+
+    /// <summary>End of the current claim; an expired claim (a crashed relay) is taken over.</summary>
+    public DateTimeOffset? LockedUntil { get; set; }
+
+    /// <summary>Delivery attempts so far.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Last delivery failure.</summary>
+    public string? LastError { get; set; }
+
+    /// <summary>When every message was confirmed by the broker.</summary>
+    public DateTimeOffset? DeliveredAt { get; set; }
+}
+
+/// <summary>An outgoing message, serialized, waiting for the relay.</summary>
+public sealed class OutboxMessage
+{
+    /// <summary>Order of writing.</summary>
+    public long Sequence { get; set; }
+
+    /// <summary>The transaction it belongs to.</summary>
+    public Guid TransactionId { get; set; }
+
+    /// <summary>MessageId on the wire: the same on every delivery attempt, so consumers can deduplicate.</summary>
+    public Guid MessageId { get; set; }
+
+    /// <summary>Null to publish; else the destination address (e.g. <c>queue:orders</c>).</summary>
+    public string? Destination { get; set; }
+
+    /// <summary>Assembly-qualified .NET type of the message.</summary>
+    public string MessageType { get; set; } = "";
+
+    /// <summary>The message as JSON.</summary>
+    public string Body { get; set; } = "";
+
+    /// <summary>Correlation id, when set.</summary>
+    public Guid? CorrelationId { get; set; }
+
+    /// <summary>When it was written.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When the broker confirmed it.</summary>
+    public DateTimeOffset? DeliveredAt { get; set; }
+}
+
+/// <summary>Adds the outbox tables to a user's model.</summary>
+public static class OutboxModelBuilderExtensions
+{
+    /// <summary>Table names.</summary>
+    public const string TransactionsTable = "outbox_transactions", MessagesTable = "outbox_messages";
+
+    /// <summary>Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/> and <see cref="OutboxMessage"/>.</summary>
+    public static ModelBuilder AddIntegrationOutbox(this ModelBuilder modelBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(modelBuilder);
+        modelBuilder.Entity<OutboxTransaction>(e =>
+        {
+            e.ToTable(TransactionsTable);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).HasColumnName("id");
+            e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.LockToken).HasColumnName("lock_token");
+            e.Property(x => x.LockedUntil).HasColumnName("locked_until");
+            e.Property(x => x.Attempts).HasColumnName("attempts");
+            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
+            e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
+            e.HasIndex(x => x.Sequence).HasDatabaseName("ix_outbox_transactions_pending").HasFilter("delivered_at IS NULL");
+            e.HasIndex(x => x.DeliveredAt).HasDatabaseName("ix_outbox_transactions_delivered").HasFilter("delivered_at IS NOT NULL");
+        });
+        modelBuilder.Entity<OutboxMessage>(e =>
+        {
+            e.ToTable(MessagesTable);
+            e.HasKey(x => x.Sequence);
+            e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
+            e.Property(x => x.TransactionId).HasColumnName("transaction_id");
+            e.Property(x => x.MessageId).HasColumnName("message_id");
+            e.Property(x => x.Destination).HasColumnName("destination").HasMaxLength(1000);
+            e.Property(x => x.MessageType).HasColumnName("message_type").HasMaxLength(1000);
+            e.Property(x => x.Body).HasColumnName("body").HasColumnType("jsonb");
+            e.Property(x => x.CorrelationId).HasColumnName("correlation_id");
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
+            e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction");
+            e.HasOne<OutboxTransaction>().WithMany().HasForeignKey(x => x.TransactionId).OnDelete(DeleteBehavior.Cascade);
+        });
+        return modelBuilder;
+    }
+}

@@ -1,0 +1,45 @@
+namespace Integration.Outbox;
+
+/// <summary>Outbox settings (bind e.g. <c>Integration:Outbox</c>); validated at start, failures name the setting.</summary>
+public sealed class OutboxOptions
+{
+    /// <summary>Run the delivery relay in this process (several processes may run it on one database).</summary>
+    public bool RunRelay { get; set; } = true;
+
+    /// <summary>Fallback poll when no NOTIFY arrives (a NOTIFY wakes the relay at once).</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Transactions claimed at once.</summary>
+    public int BatchSize { get; set; } = 100;
+
+    /// <summary>Transactions delivered concurrently (each one's messages stay in order).</summary>
+    public int DeliveryConcurrency { get; set; } = 16;
+
+    /// <summary>How long a claim lasts; a relay that dies loses its claims after this.</summary>
+    public TimeSpan LockDuration { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Longest wait for one broker confirm.</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Delivered transactions are deleted after this.</summary>
+    public TimeSpan RetentionPeriod { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How often cleanup runs.</summary>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Rows deleted per cleanup statement (small batches: no long locks).</summary>
+    public int CleanupBatchSize { get; set; } = 1000;
+
+    /// <summary>Health turns Degraded when the oldest undelivered message is older than this.</summary>
+    public TimeSpan DegradedAfter { get; set; } = TimeSpan.FromMinutes(1);
+
+    internal IEnumerable<string> Validate(string section)
+    {
+        if (PollInterval <= TimeSpan.Zero) yield return $"{section}:PollInterval must be positive, not {PollInterval}";
+        if (BatchSize is < 1 or > 10_000) yield return $"{section}:BatchSize must be 1 to 10000, not {BatchSize}";
+        if (DeliveryConcurrency is < 1 or > 256) yield return $"{section}:DeliveryConcurrency must be 1 to 256, not {DeliveryConcurrency}";
+        if (LockDuration <= SendTimeout) yield return $"{section}:LockDuration ({LockDuration}) must be longer than SendTimeout ({SendTimeout})";
+        if (RetentionPeriod < TimeSpan.Zero) yield return $"{section}:RetentionPeriod must not be negative";
+        if (CleanupBatchSize is < 1 or > 100_000) yield return $"{section}:CleanupBatchSize must be 1 to 100000, not {CleanupBatchSize}";
+    }
+}

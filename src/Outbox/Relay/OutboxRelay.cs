@@ -1,0 +1,255 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Integration.Outbox.Model;
+using Integration.Outbox.Writing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Integration.Outbox.Relay;
+
+/// <summary>
+/// Delivers committed outbox messages. Claims whole transactions with <c>FOR UPDATE SKIP LOCKED</c> under a lease (so
+/// several relays on one database never deliver the same transaction at once, and a dead relay's claims return),
+/// sends each transaction's messages in the order they were written, waits for the broker's confirm, and only then
+/// marks them delivered. Wakes on <c>LISTEN integration_outbox</c>; polls as the fallback; backs off while the broker
+/// or database is down. Delivery is at-least-once: a crash between confirm and mark re-sends with the same MessageId.
+/// </summary>
+public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus bus, IOptions<OutboxOptions> options, OutboxStatistics statistics,
+    TimeProvider time, ILogger<OutboxRelay<TDbContext>> logger) : BackgroundService
+    where TDbContext : DbContext
+{
+    readonly SemaphoreSlim _wake = new(0, 1);
+    DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
+
+    /// <summary>Wakes the relay now (used by tests and by the listener).</summary>
+    public void Wake()
+    {
+        try
+        {
+            if (_wake.CurrentCount == 0)
+                _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+        }
+    }
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        OutboxDiagnostics.Statistics = statistics;
+        var settings = options.Value;
+        if (!settings.RunRelay)
+            return;
+        var listener = Task.Run(() => ListenAsync(stoppingToken), stoppingToken);
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var delivered = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
+                failures = 0;
+                await HousekeepingAsync(settings, stoppingToken).ConfigureAwait(false);
+                if (delivered == 0)
+                    await _wake.WaitAsync(settings.PollInterval, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception exception)
+            {
+                failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 250 * Math.Pow(2, Math.Min(failures, 7))));
+                LogRelayFailed(logger, exception, failures, delay.TotalSeconds);
+                await Task.Delay(delay, time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+
+        await listener.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    async Task<int> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
+    {
+        var token = Guid.NewGuid();
+        List<OutboxTransaction> claimed;
+        List<OutboxMessage> messages;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+            var lease = settings.LockDuration;
+            var claimedCount = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                UPDATE outbox_transactions SET lock_token = {token}, locked_until = now() + {lease}, attempts = attempts + 1
+                WHERE id IN (SELECT id FROM outbox_transactions
+                             WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
+                             ORDER BY sequence LIMIT {settings.BatchSize} FOR UPDATE SKIP LOCKED)
+                """, cancellationToken).ConfigureAwait(false);
+            if (claimedCount == 0)
+                return 0;
+
+            claimed = await db.Set<OutboxTransaction>().AsNoTracking().Where(t => t.LockToken == token).OrderBy(t => t.Sequence)
+                .ToListAsync(cancellationToken).ConfigureAwait(false);
+            var ids = claimed.Select(t => t.Id).ToList();
+            messages = await db.Set<OutboxMessage>().AsNoTracking().Where(m => ids.Contains(m.TransactionId) && m.DeliveredAt == null)
+                .OrderBy(m => m.Sequence).ToListAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var byTransaction = messages.ToLookup(m => m.TransactionId);
+        var delivered = new List<Guid>();
+        var failed = new List<(Guid Id, string Error)>();
+        await Parallel.ForEachAsync(claimed, new ParallelOptions { MaxDegreeOfParallelism = settings.DeliveryConcurrency, CancellationToken = cancellationToken },
+            async (transaction, ct) =>
+            {
+                try
+                {
+                    using var activity = OutboxDiagnostics.Source.StartActivity("outbox deliver", ActivityKind.Producer);
+                    activity?.SetTag("integration.outbox.transaction", transaction.Id);
+                    foreach (var message in byTransaction[transaction.Id])
+                        await SendAsync(message, settings.SendTimeout, ct).ConfigureAwait(false);
+                    lock (delivered)
+                        delivered.Add(transaction.Id);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    OutboxDiagnostics.Failures.Add(1);
+                    lock (failed)
+                        failed.Add((transaction.Id, exception.Message));
+                }
+            }).ConfigureAwait(false);
+
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+            if (delivered.Count > 0)
+            {
+                var ids = delivered.ToArray();
+                await db.Database.ExecuteSqlInterpolatedAsync(
+                    $"UPDATE outbox_messages SET delivered_at = now() WHERE transaction_id = ANY({ids}) AND delivered_at IS NULL", cancellationToken).ConfigureAwait(false);
+                await db.Database.ExecuteSqlInterpolatedAsync(
+                    $"UPDATE outbox_transactions SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL WHERE id = ANY({ids}) AND lock_token = {token}",
+                    cancellationToken).ConfigureAwait(false);
+            }
+
+            foreach (var (id, error) in failed)
+            {
+                // Keep the claim a little while (backoff), then any relay may retry it.
+                var retryAt = TimeSpan.FromSeconds(2);
+                var reason = error.Length > 2000 ? error[..2000] : error;
+                await db.Database.ExecuteSqlInterpolatedAsync(
+                    $"UPDATE outbox_transactions SET locked_until = now() + {retryAt}, last_error = {reason} WHERE id = {id} AND lock_token = {token}",
+                    cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (failed.Count > 0)
+            throw new OutboxDeliveryException($"{failed.Count} of {claimed.Count} outbox transaction(s) could not be delivered: {failed[0].Error}");
+        return delivered.Count;
+    }
+
+    async Task SendAsync(OutboxMessage message, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var type = Type.GetType(message.MessageType, throwOnError: false)
+            ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: type '{message.MessageType}' cannot be loaded in this process");
+        var body = JsonSerializer.Deserialize(message.Body, type, EntityFrameworkOutbox.Json)
+            ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: the body is null");
+        using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeoutSource.CancelAfter(timeout);
+
+        void Stamp(SendContext send)
+        {
+            send.MessageId = message.MessageId;
+            if (message.CorrelationId is { } correlation)
+                send.CorrelationId = correlation;
+        }
+
+        if (message.Destination is null)
+            await bus.Publish(body, type, Pipe.Execute<PublishContext>(Stamp), timeoutSource.Token).ConfigureAwait(false);
+        else
+            await (await bus.GetSendEndpoint(new Uri(message.Destination)).ConfigureAwait(false))
+                .Send(body, type, Pipe.Execute<SendContext>(Stamp), timeoutSource.Token).ConfigureAwait(false);
+
+        OutboxDiagnostics.Delivered.Add(1);
+        OutboxDiagnostics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds);
+    }
+
+    async Task HousekeepingAsync(OutboxOptions settings, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (now < _nextCleanup)
+            return;
+        _nextCleanup = now + settings.CleanupInterval;
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+
+        var pending = db.Set<OutboxMessage>().Where(m => m.DeliveredAt == null);
+        var count = await pending.LongCountAsync(cancellationToken).ConfigureAwait(false);
+        var oldest = count == 0 ? (DateTimeOffset?)null : await pending.MinAsync(m => (DateTimeOffset?)m.CreatedAt, cancellationToken).ConfigureAwait(false);
+        statistics.Update(count, oldest is null ? TimeSpan.Zero : now - oldest.Value, now);
+
+        // Small batches, each its own statement: no long locks on live rows (messages go by cascade).
+        var cutoff = now - settings.RetentionPeriod;
+        int deleted;
+        do
+        {
+            deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                DELETE FROM outbox_transactions WHERE id IN (
+                    SELECT id FROM outbox_transactions WHERE delivered_at IS NOT NULL AND delivered_at < {cutoff} LIMIT {settings.CleanupBatchSize})
+                """, cancellationToken).ConfigureAwait(false);
+        }
+        while (deleted == settings.CleanupBatchSize && !cancellationToken.IsCancellationRequested);
+    }
+
+    async Task ListenAsync(CancellationToken cancellationToken)
+    {
+        string? connectionString;
+        await using (var scope = scopes.CreateAsyncScope())
+            connectionString = scope.ServiceProvider.GetRequiredService<TDbContext>().Database.GetConnectionString();
+        if (connectionString is null)
+            return;
+
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = new NpgsqlConnection(connectionString);
+                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                connection.Notification += (_, _) => Wake();
+                await using (var listen = new NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", connection))
+                    await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                Wake(); // anything committed while not listening
+                while (!cancellationToken.IsCancellationRequested)
+                    await connection.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception exception)
+            {
+                LogListenFailed(logger, exception.Message);
+                await Task.Delay(TimeSpan.FromSeconds(2), time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        _wake.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay: delivery failed ({Failures} in a row); retrying in {Seconds} s")]
+    static partial void LogRelayFailed(ILogger logger, Exception exception, int failures, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay: LISTEN connection lost ({Reason}); polling until it is back")]
+    static partial void LogListenFailed(ILogger logger, string reason);
+}
+
+/// <summary>A transaction's messages could not all be delivered; it is retried.</summary>
+public sealed class OutboxDeliveryException(string message) : Exception(message);

@@ -1,0 +1,143 @@
+using System.Text.Json;
+using Integration.Outbox.Model;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace Integration.Outbox.Writing;
+
+/// <summary>
+/// Publishes and sends through the transactional outbox: the messages are rows in the same DbContext as the business
+/// data, written by the same <c>SaveChanges</c> (and transaction). Nothing reaches the broker unless that commits;
+/// the relay delivers what committed, with publisher confirms, and wakes right after the commit.
+/// </summary>
+public interface IOutbox
+{
+    /// <summary>Publishes <paramref name="message"/> when the transaction commits. Returns its MessageId.</summary>
+    Guid Publish<T>(T message, Guid? correlationId = null)
+        where T : class;
+
+    /// <summary>Sends <paramref name="message"/> to <paramref name="destination"/> (e.g. <c>queue:orders</c>) when the transaction commits.</summary>
+    Guid Send<T>(Uri destination, T message, Guid? correlationId = null)
+        where T : class;
+}
+
+/// <summary>The scoped outbox over one DbContext: one <see cref="OutboxTransaction"/> per scope, messages in write order.</summary>
+public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOutbox
+{
+    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    OutboxTransaction? _transaction;
+
+    /// <inheritdoc />
+    public Guid Publish<T>(T message, Guid? correlationId = null)
+        where T : class => Add(null, message, correlationId);
+
+    /// <inheritdoc />
+    public Guid Send<T>(Uri destination, T message, Guid? correlationId = null)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        return Add(destination.ToString(), message, correlationId);
+    }
+
+    Guid Add<T>(string? destination, T message, Guid? correlationId)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var now = time.GetUtcNow();
+        if (_transaction is null || db.Entry(_transaction).State is EntityState.Detached or EntityState.Unchanged)
+        {
+            // A new transaction once the previous one was saved (Unchanged) or discarded (Detached).
+            _transaction = new OutboxTransaction { Id = Guid.CreateVersion7(), CreatedAt = now };
+            db.Add(_transaction);
+        }
+
+        var id = Guid.CreateVersion7();
+        db.Add(new OutboxMessage
+        {
+            TransactionId = _transaction.Id,
+            MessageId = id,
+            Destination = destination,
+            MessageType = message.GetType().AssemblyQualifiedName ?? throw new ArgumentException("The message type has no name", nameof(message)),
+            Body = JsonSerializer.Serialize(message, message.GetType(), Json),
+            CorrelationId = correlationId,
+            CreatedAt = now,
+        });
+        return id;
+    }
+}
+
+/// <summary>
+/// After a <c>SaveChanges</c> that wrote outbox messages, sends <c>NOTIFY</c> on <see cref="Channel"/>: inside the
+/// caller's transaction when there is one (PostgreSQL delivers it at commit, never for a rollback), else right after
+/// EF Core's own commit. Relays in any process wake at once; polling is only the fallback.
+/// </summary>
+public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor
+{
+    /// <summary>The LISTEN/NOTIFY channel.</summary>
+    public const string Channel = "integration_outbox";
+
+    /// <inheritdoc />
+    public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
+            Pending.Add(context);
+        return await base.SavingChangesAsync(eventData, result, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context && Pending.Remove(context))
+            await context.Database.ExecuteSqlRawAsync($"SELECT pg_notify('{Channel}', '')", cancellationToken).ConfigureAwait(false);
+        return await base.SavedChangesAsync(eventData, result, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
+            Pending.Add(context);
+        return base.SavingChanges(eventData, result);
+    }
+
+    /// <inheritdoc />
+    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context && Pending.Remove(context))
+            context.Database.ExecuteSqlRaw($"SELECT pg_notify('{Channel}', '')");
+        return base.SavedChanges(eventData, result);
+    }
+
+    /// <inheritdoc />
+    public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context)
+            Pending.Remove(context);
+        return base.SaveChangesFailedAsync(eventData, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override void SaveChangesFailed(DbContextErrorEventData eventData)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context)
+            Pending.Remove(context);
+        base.SaveChangesFailed(eventData);
+    }
+
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, object> Marks = [];
+
+    static class Pending
+    {
+        public static void Add(DbContext context) => Marks.AddOrUpdate(context, Marker);
+        public static bool Remove(DbContext context) => Marks.Remove(context);
+        static readonly object Marker = new();
+    }
+}

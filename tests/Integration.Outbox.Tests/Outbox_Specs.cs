@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using Integration.Outbox.Writing;
+using Integration.Testing;
+using Integration.Testing.Faults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Integration.Outbox.Tests;
+
+[TestFixture]
+[Category("Integration")]
+public sealed class Outbox_Specs
+{
+    TestBroker _broker = null!;
+    TestDatabase _database = null!;
+
+    [SetUp]
+    public async Task Resources()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        _broker = await infrastructure.CreateVirtualHostAsync("outbox");
+        _database = await infrastructure.CreateDatabaseAsync("outbox");
+    }
+
+    [TearDown]
+    public async Task Release()
+    {
+        await _broker.DisposeAsync();
+        await _database.DisposeAsync();
+    }
+
+    static Task<bool> Until(Func<bool> condition, double seconds = 20) =>
+        Eventually.TrueAsync(() => Task.FromResult(condition()), TimeSpan.FromSeconds(seconds));
+
+    [Test]
+    public async Task When_the_transaction_commits_should_deliver_at_once_with_the_same_message_id()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+
+        var stopwatch = Stopwatch.StartNew();
+        var ids = await host.WriteAsync(1);
+
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(ids[0]), 10), Is.True, "not delivered");
+        Assert.That(stopwatch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "the poll is 30 s here: only the commit's NOTIFY can deliver this quickly");
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL").Result == 0), Is.True,
+            "delivered messages must be marked");
+    }
+
+    [Test]
+    public async Task When_the_transaction_rolls_back_should_deliver_nothing()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+            var outbox = scope.ServiceProvider.GetRequiredService<IOutbox>();
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "rolled back" });
+            outbox.Publish(new WidgetCreated(Guid.NewGuid(), "rolled back", -1));
+            await db.SaveChangesAsync();
+            await transaction.RollbackAsync();
+        }
+
+        var marker = await host.WriteAsync(1, start: 1);
+
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(marker[0])), Is.True);
+        Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 1 }), "the rolled-back message reached the broker");
+        Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task When_no_relay_ran_at_commit_should_deliver_everything_once_a_relay_starts()
+    {
+        // The subscriber exists first: a publish that no queue is bound to is dropped by the broker, outbox or not.
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
+        List<Guid> ids;
+        await using (var crashed = await OutboxHost.StartAsync(_broker, _database, relay: false))
+            ids = await crashed.WriteAsync(25);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(consumer.Received.Total, Is.Zero, "precondition: nothing delivered without a relay");
+
+        await using var restarted = await OutboxHost.StartAsync(_broker, _database);
+
+        Assert.That(await Until(() => ids.All(consumer.Received.ByMessageId.ContainsKey)), Is.True,
+            () => $"delivered {consumer.Received.ByMessageId.Count} of {ids.Count}");
+    }
+
+    [Test]
+    public async Task When_one_transaction_writes_several_messages_should_deliver_them_in_order()
+    {
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
+        await using var relay = await OutboxHost.StartAsync(_broker, _database);
+
+        await relay.WriteAsync(50);
+
+        Assert.That(await Until(() => consumer.Received.Total == 50), Is.True);
+        Assert.That(consumer.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(Enumerable.Range(0, 50)), "order within one transaction");
+    }
+
+    [Test]
+    public async Task When_two_relays_share_the_database_should_deliver_each_of_10000_messages_exactly_once()
+    {
+        var received = new Received();
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true, received: received);
+        var ids = new List<Guid>();
+        await using (var writer = await OutboxHost.StartAsync(_broker, _database, relay: false))
+        {
+            for (var t = 0; t < 500; t++)
+                ids.AddRange(await writer.WriteAsync(20, start: t * 20));
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        await using var relayA = await OutboxHost.StartAsync(_broker, _database, outbox: o => o.BatchSize = 50);
+        await using var relayB = await OutboxHost.StartAsync(_broker, _database, outbox: o => o.BatchSize = 50);
+
+        Assert.That(await Until(() => received.ByMessageId.Count == ids.Count, 120), Is.True,
+            () => $"delivered {received.ByMessageId.Count} of {ids.Count}");
+        var elapsed = stopwatch.Elapsed;
+        await Until(() => consumer.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_transactions WHERE delivered_at IS NULL").Result == 0, 30);
+        TestContext.Out.WriteLine($"two relays delivered {ids.Count} messages in {elapsed.TotalSeconds:0.0} s ({ids.Count / elapsed.TotalSeconds:0} msg/s)");
+        Assert.Multiple(() =>
+        {
+            Assert.That(received.ByMessageId.Keys, Is.EquivalentTo(ids), "every message, and only those");
+            Assert.That(received.ByMessageId.Values.Where(n => n > 1), Is.Empty, "no message delivered twice");
+        });
+    }
+
+    [Test]
+    public async Task When_the_broker_is_down_for_10_seconds_should_deliver_everything_once_it_is_back()
+    {
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
+        await using var proxy = TcpProxy.Start(_broker.Host, _broker.Port);
+        await using var relay = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port, outbox: o => o.SendTimeout = TimeSpan.FromSeconds(5));
+        var first = await relay.WriteAsync(1);
+        Assert.That(await Until(() => consumer.Received.ByMessageId.ContainsKey(first[0])), Is.True, "precondition: delivery through the proxy");
+
+        proxy.Disconnect();
+        var ids = new List<Guid>();
+        for (var i = 0; i < 20; i++)
+            ids.AddRange(await relay.WriteAsync(5, start: 100 + i * 5));
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        Assert.That(await relay.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL"), Is.GreaterThan(0),
+            "with the broker down the messages wait in the outbox");
+        proxy.Reconnect();
+
+        Assert.That(await Until(() => ids.All(consumer.Received.ByMessageId.ContainsKey), 90), Is.True,
+            () => $"delivered {ids.Count(consumer.Received.ByMessageId.ContainsKey)} of {ids.Count} after the broker came back");
+    }
+
+    [Test]
+    public async Task When_delivered_messages_are_past_retention_should_delete_them()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
+        {
+            o.RetentionPeriod = TimeSpan.Zero;
+            o.CleanupInterval = TimeSpan.FromMilliseconds(200);
+            o.PollInterval = TimeSpan.FromMilliseconds(200);
+        });
+
+        var ids = await host.WriteAsync(10);
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey)), Is.True);
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages").Result == 0), Is.True, "delivered rows were not cleaned up");
+        Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(10), "cleanup must touch only the outbox");
+    }
+}
