@@ -8,5 +8,6 @@ public static class HostFeatures
     [
         new Operations.OperationsFeature(),
         new Parts.PartsRoutingFeature(),
+        new Orders.OrdersFeature(),
     ];
 }
