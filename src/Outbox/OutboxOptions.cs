@@ -24,6 +24,9 @@ public sealed class OutboxOptions
     /// <summary>Delivered transactions are deleted after this.</summary>
     public TimeSpan RetentionPeriod { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>Inbox rows are deleted after this; a duplicate arriving later than this is not recognized.</summary>
+    public TimeSpan InboxRetention { get; set; } = TimeSpan.FromDays(7);
+
     /// <summary>How often cleanup runs.</summary>
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -40,6 +43,7 @@ public sealed class OutboxOptions
         if (DeliveryConcurrency is < 1 or > 256) yield return $"{section}:DeliveryConcurrency must be 1 to 256, not {DeliveryConcurrency}";
         if (LockDuration <= SendTimeout) yield return $"{section}:LockDuration ({LockDuration}) must be longer than SendTimeout ({SendTimeout})";
         if (RetentionPeriod < TimeSpan.Zero) yield return $"{section}:RetentionPeriod must not be negative";
+        if (InboxRetention < TimeSpan.Zero) yield return $"{section}:InboxRetention must not be negative";
         if (CleanupBatchSize is < 1 or > 100_000) yield return $"{section}:CleanupBatchSize must be 1 to 100000, not {CleanupBatchSize}";
     }
 }

@@ -11,7 +11,7 @@ namespace Integration.Outbox;
 public static class OutboxRegistration
 {
     /// <summary>
-    /// Adds <see cref="IOutbox"/> (scoped, over <typeparamref name="TDbContext"/>), the relay (unless
+    /// Adds <see cref="IOutbox"/> (scoped, over <typeparamref name="TDbContext"/>), the inbox's DbContext access, the relay (unless
     /// <see cref="OutboxOptions.RunRelay"/> is false), cleanup, metrics and the <c>outbox</c> health check.
     /// The DbContext must map the tables (<c>modelBuilder.AddIntegrationOutbox()</c>) and use the
     /// <see cref="OutboxNotifyInterceptor"/> (<c>options.AddInterceptors(sp.GetRequiredService&lt;OutboxNotifyInterceptor&gt;())</c>).
@@ -30,6 +30,7 @@ public static class OutboxRegistration
         services.AddSingleton<OutboxNotifyInterceptor>();
         services.AddSingleton<OutboxStatistics>();
         services.AddScoped<IOutbox>(sp => new EntityFrameworkOutbox(sp.GetRequiredService<TDbContext>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddScoped(sp => new Inbox.OutboxDbContext(sp.GetRequiredService<TDbContext>()));
         services.AddSingleton<OutboxRelay<TDbContext>>();
         services.AddHostedService(sp => sp.GetRequiredService<OutboxRelay<TDbContext>>());
         services.AddHealthChecks().AddCheck<OutboxHealthCheck>("outbox", tags: ["ready"]);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Integration.Outbox;
 using Integration.Outbox.Model;
+using Integration.Outbox.Inbox;
 using Integration.Outbox.Writing;
 using Integration.Testing;
 using MassTransit;
@@ -19,14 +20,74 @@ public sealed class Widget
 
 public sealed record WidgetCreated(Guid WidgetId, string Name, int Number);
 
+public sealed class Charge
+{
+    public Guid Id { get; set; }
+    public Guid CardId { get; set; }
+    public int Amount { get; set; }
+}
+
+public sealed record ChargeCard(Guid CardId, int Amount);
+
+public sealed record CardCharged(Guid ChargeId, Guid CardId, int Amount);
+
+/// <summary>The effect under test: one row per charge, and a CardCharged through the outbox, in the inbox's transaction.</summary>
+public sealed class ChargeCardConsumer(ShopDbContext db, IOutbox outbox) : IConsumer<ChargeCard>
+{
+    public Task Consume(ConsumeContext<ChargeCard> context)
+    {
+        var charge = new Charge { Id = Guid.NewGuid(), CardId = context.Message.CardId, Amount = context.Message.Amount };
+        db.Charges.Add(charge);
+        outbox.Publish(new CardCharged(charge.Id, charge.CardId, charge.Amount));
+        if (context.Message.Amount < 0)
+            throw new InvalidOperationException("negative charge");
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class CardChargedConsumer(Received received) : IConsumer<CardCharged>
+{
+    public Task Consume(ConsumeContext<CardCharged> context)
+    {
+        received.ByMessageId.AddOrUpdate(context.MessageId!.Value, 1, (_, n) => n + 1);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Simulates a crash after the inbox committed and before the broker ack: throws once after the rest of the pipe ran.</summary>
+public sealed class CrashOnceAfterCommit : IFilter<ConsumeContext>
+{
+    int _crashed;
+    int _deliveries;
+
+    public bool Enabled { get; set; }
+
+    public bool Crashed => Volatile.Read(ref _crashed) == 1;
+
+    public int Deliveries => Volatile.Read(ref _deliveries);
+
+    public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
+    {
+        Interlocked.Increment(ref _deliveries);
+        await next.Send(context);
+        if (Enabled && Interlocked.Exchange(ref _crashed, 1) == 0)
+            throw new IOException("simulated crash after commit, before ack");
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("crash-once");
+}
+
 /// <summary>A user's own DbContext: business data plus the outbox tables.</summary>
 public sealed class ShopDbContext(DbContextOptions<ShopDbContext> options) : DbContext(options)
 {
     public DbSet<Widget> Widgets => Set<Widget>();
 
+    public DbSet<Charge> Charges => Set<Charge>();
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<Widget>().ToTable("widgets");
+        modelBuilder.Entity<Charge>().ToTable("charges");
         modelBuilder.AddIntegrationOutbox();
     }
 }
@@ -61,7 +122,7 @@ public sealed class OutboxHost : IAsyncDisposable
     public Received Received => _host.Services.GetRequiredService<Received>();
 
     public static async Task<OutboxHost> StartAsync(TestBroker broker, TestDatabase database, bool relay = true, bool consume = false,
-        Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null)
+        Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -78,6 +139,11 @@ public sealed class OutboxHost : IAsyncDisposable
         {
             if (consume)
                 x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e => e.Name = "widgets");
+            if (inbox is not null)
+            {
+                x.AddConsumer<ChargeCardConsumer>().ExcludeFromConfigureEndpoints();
+                x.AddConsumer<CardChargedConsumer>().Endpoint(e => e.Name = "card-charged");
+            }
             x.UsingRabbitMq((context, cfg) =>
             {
                 cfg.Host(brokerPort is null ? broker.Host : "127.0.0.1", (ushort)(brokerPort ?? broker.Port), broker.VirtualHost, h =>
@@ -87,6 +153,17 @@ public sealed class OutboxHost : IAsyncDisposable
                     h.Heartbeat(TimeSpan.FromSeconds(2));
                     h.RequestedConnectionTimeout(TimeSpan.FromSeconds(3));
                 });
+                if (inbox is not null)
+                {
+                    cfg.ReceiveEndpoint("charges", e =>
+                    {
+                        e.UseMessageRetry(r => r.Immediate(2));
+                        e.UseFilter(inbox);
+                        e.UseIntegrationInbox(context);
+                        e.ConfigureConsumer<ChargeCardConsumer>(context);
+                    });
+                }
+
                 cfg.ConfigureEndpoints(context);
             });
         });

@@ -68,9 +68,9 @@ public sealed class OutboxMessage
 public static class OutboxModelBuilderExtensions
 {
     /// <summary>Table names.</summary>
-    public const string TransactionsTable = "outbox_transactions", MessagesTable = "outbox_messages";
+    public const string TransactionsTable = "outbox_transactions", MessagesTable = "outbox_messages", InboxTable = "inbox_states";
 
-    /// <summary>Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/> and <see cref="OutboxMessage"/>.</summary>
+    /// <summary>Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/>, <see cref="OutboxMessage"/> and the inbox's <see cref="Inbox.InboxState"/>.</summary>
     public static ModelBuilder AddIntegrationOutbox(this ModelBuilder modelBuilder)
     {
         ArgumentNullException.ThrowIfNull(modelBuilder);
@@ -104,6 +104,15 @@ public static class OutboxModelBuilderExtensions
             e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
             e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction");
             e.HasOne<OutboxTransaction>().WithMany().HasForeignKey(x => x.TransactionId).OnDelete(DeleteBehavior.Cascade);
+        });
+        modelBuilder.Entity<Inbox.InboxState>(e =>
+        {
+            e.ToTable(InboxTable);
+            e.HasKey(x => new { x.MessageId, x.Consumer });
+            e.Property(x => x.MessageId).HasColumnName("message_id");
+            e.Property(x => x.Consumer).HasColumnName("consumer").HasMaxLength(255);
+            e.Property(x => x.ReceivedAt).HasColumnName("received_at");
+            e.HasIndex(x => x.ReceivedAt).HasDatabaseName("ix_inbox_states_received");
         });
         return modelBuilder;
     }

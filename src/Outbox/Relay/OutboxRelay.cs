@@ -65,7 +65,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             catch (Exception exception)
             {
                 failures++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 250 * Math.Pow(2, Math.Min(failures, 7))));
+                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 250 * Math.Pow(2, Math.Min(failures, 6))));
                 LogRelayFailed(logger, exception, failures, delay.TotalSeconds);
                 await Task.Delay(delay, time, stoppingToken).ConfigureAwait(false);
             }
@@ -199,6 +199,16 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
                 DELETE FROM outbox_transactions WHERE id IN (
                     SELECT id FROM outbox_transactions WHERE delivered_at IS NOT NULL AND delivered_at < {cutoff} LIMIT {settings.CleanupBatchSize})
+                """, cancellationToken).ConfigureAwait(false);
+        }
+        while (deleted == settings.CleanupBatchSize && !cancellationToken.IsCancellationRequested);
+
+        var inboxCutoff = now - settings.InboxRetention;
+        do
+        {
+            deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                DELETE FROM inbox_states WHERE ctid IN (
+                    SELECT ctid FROM inbox_states WHERE received_at < {inboxCutoff} LIMIT {settings.CleanupBatchSize})
                 """, cancellationToken).ConfigureAwait(false);
         }
         while (deleted == settings.CleanupBatchSize && !cancellationToken.IsCancellationRequested);

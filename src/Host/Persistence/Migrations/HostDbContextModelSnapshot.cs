@@ -96,6 +96,29 @@ namespace Integration.Host.Persistence.Migrations
                     b.ToTable("orders", (string)null);
                 });
 
+            modelBuilder.Entity("Integration.Outbox.Inbox.InboxState", b =>
+                {
+                    b.Property<Guid>("MessageId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("message_id");
+
+                    b.Property<string>("Consumer")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("consumer");
+
+                    b.Property<DateTimeOffset>("ReceivedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("received_at");
+
+                    b.HasKey("MessageId", "Consumer");
+
+                    b.HasIndex("ReceivedAt")
+                        .HasDatabaseName("ix_inbox_states_received");
+
+                    b.ToTable("inbox_states", (string)null);
+                });
+
             modelBuilder.Entity("Integration.Outbox.Model.OutboxMessage", b =>
                 {
                     b.Property<long>("Sequence")

@@ -1,0 +1,92 @@
+using System.Diagnostics.Metrics;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+
+namespace Integration.Outbox.Inbox;
+
+/// <summary>A message an endpoint has consumed: its effects are in the same database, committed with this row.</summary>
+public sealed class InboxState
+{
+    /// <summary>The consumed message's id.</summary>
+    public Guid MessageId { get; set; }
+
+    /// <summary>The endpoint (queue) that consumed it.</summary>
+    public string Consumer { get; set; } = "";
+
+    /// <summary>When it was consumed.</summary>
+    public DateTimeOffset ReceivedAt { get; set; }
+}
+
+/// <summary>The user's DbContext as the outbox and inbox see it (registered by <c>AddIntegrationOutbox&lt;TDbContext&gt;</c>, scoped).</summary>
+public sealed class OutboxDbContext(DbContext context)
+{
+    /// <summary>The scoped DbContext: the same instance the consumer gets in this message's scope.</summary>
+    public DbContext Context { get; } = context;
+}
+
+/// <summary>
+/// Idempotent consumer (EIP; the inbox): in one database transaction, records <c>(message id, endpoint)</c>, runs the
+/// consumer — its writes and what it publishes through <see cref="Writing.IOutbox"/> — and commits. A message seen
+/// before (a redelivery after a crash between commit and ack, a duplicate publish) is acknowledged without running the
+/// consumer again; what it produced the first time was committed with it and is delivered by the relay.
+/// </summary>
+public sealed partial class InboxFilter<TMessage>(OutboxDbContext db, ILogger<InboxFilter<TMessage>> logger) : IFilter<ConsumeContext<TMessage>>
+    where TMessage : class
+{
+    static readonly Meter Meter = new("Integration.Outbox.Inbox");
+    static readonly Counter<long> Duplicates = Meter.CreateCounter<long>("integration.inbox.duplicates", "{message}", "Messages the inbox recognized as already consumed");
+
+    /// <inheritdoc />
+    public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        var messageId = context.MessageId
+            ?? throw new InvalidOperationException($"The inbox needs a MessageId to recognize duplicates; this {typeof(TMessage).Name} has none");
+        var consumer = context.ReceiveContext.InputAddress.AbsolutePath.TrimEnd('/').Split('/')[^1];
+        var database = db.Context.Database;
+        var strategy = database.CreateExecutionStrategy();
+
+        await strategy.ExecuteAsync(async () =>
+        {
+            db.Context.ChangeTracker.Clear();
+            await using var transaction = await database.BeginTransactionAsync(context.CancellationToken).ConfigureAwait(false);
+            var first = await database.ExecuteSqlInterpolatedAsync(
+                $"INSERT INTO inbox_states (message_id, consumer, received_at) VALUES ({messageId}, {consumer}, now()) ON CONFLICT DO NOTHING",
+                context.CancellationToken).ConfigureAwait(false);
+            if (first == 0)
+            {
+                await transaction.RollbackAsync(context.CancellationToken).ConfigureAwait(false);
+                Duplicates.Add(1, new KeyValuePair<string, object?>("consumer", consumer));
+                LogDuplicate(logger, messageId, consumer);
+                return;
+            }
+
+            await next.Send(context).ConfigureAwait(false);
+            await db.Context.SaveChangesAsync(context.CancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(context.CancellationToken).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public void Probe(ProbeContext context) => context.CreateFilterScope("inbox");
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Inbox: message {MessageId} was already consumed by {Consumer}; acknowledged without running it again")]
+    static partial void LogDuplicate(ILogger logger, Guid messageId, string consumer);
+}
+
+/// <summary>Switches the inbox on for a receive endpoint.</summary>
+public static class InboxConfigurationExtensions
+{
+    /// <summary>
+    /// Every consumer on this endpoint runs inside an inbox transaction on the DbContext registered with
+    /// <c>AddIntegrationOutbox&lt;TDbContext&gt;</c>: effects once per message id, also under redelivery.
+    /// </summary>
+    public static void UseIntegrationInbox(this IReceiveEndpointConfigurator endpoint, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(context);
+        endpoint.UseConsumeFilter(typeof(InboxFilter<>), context);
+    }
+}

@@ -1,0 +1,93 @@
+using Integration.Testing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Integration.Outbox.Tests;
+
+[TestFixture]
+[Category("Integration")]
+public sealed class Inbox_Specs
+{
+    TestBroker _broker = null!;
+    TestDatabase _database = null!;
+
+    [SetUp]
+    public async Task Resources()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        _broker = await infrastructure.CreateVirtualHostAsync("inbox");
+        _database = await infrastructure.CreateDatabaseAsync("inbox");
+    }
+
+    [TearDown]
+    public async Task Release()
+    {
+        await _broker.DisposeAsync();
+        await _database.DisposeAsync();
+    }
+
+    static Task<bool> Until(Func<bool> condition, double seconds = 20) =>
+        Eventually.TrueAsync(() => Task.FromResult(condition()), TimeSpan.FromSeconds(seconds));
+
+    async Task Send(OutboxHost host, ChargeCard message, Guid messageId)
+    {
+        var endpoint = await host.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri("queue:charges"));
+        await endpoint.Send(message, Pipe.Execute<SendContext<ChargeCard>>(c => c.MessageId = messageId));
+    }
+
+    [Test]
+    public async Task When_the_consumer_crashes_after_its_commit_should_not_repeat_the_effect_on_redelivery()
+    {
+        var crash = new CrashOnceAfterCommit { Enabled = true };
+        await using var host = await OutboxHost.StartAsync(_broker, _database, inbox: crash);
+        var card = Guid.NewGuid();
+
+        await Send(host, new ChargeCard(card, 40), Guid.NewGuid());
+
+        Assert.That(await Until(() => host.Received.Total == 1), Is.True, "the CardCharged produced the first time was not delivered");
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states").Result == 1), Is.True);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(crash.Crashed, Is.True, "precondition: the consumer crashed after its commit");
+        Assert.That(crash.Deliveries, Is.EqualTo(2), "precondition: the message was delivered again after the crash");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(1), "the redelivery charged the card again");
+            Assert.That(host.Received.Total, Is.EqualTo(1), "CardCharged published twice");
+            Assert.That(await _broker.QueueMessageCountAsync("charges_error") ?? 0, Is.Zero, "the redelivery must succeed as a duplicate");
+        });
+    }
+
+    [Test]
+    public async Task When_the_same_message_id_arrives_twice_should_apply_it_once()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, inbox: new CrashOnceAfterCommit());
+        var messageId = Guid.NewGuid();
+
+        await Send(host, new ChargeCard(Guid.NewGuid(), 10), messageId);
+        await Send(host, new ChargeCard(Guid.NewGuid(), 10), messageId);
+        await Send(host, new ChargeCard(Guid.NewGuid(), 20), Guid.NewGuid());
+
+        Assert.That(await Until(() => host.Received.Total == 2), Is.True);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(2));
+        Assert.That(host.Received.Total, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task When_the_consumer_fails_should_roll_back_its_writes_its_messages_and_the_inbox_record()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, inbox: new CrashOnceAfterCommit());
+
+        await Send(host, new ChargeCard(Guid.NewGuid(), -5), Guid.NewGuid());
+
+        Assert.That(await Eventually.TrueAsync(async () => await _broker.QueueMessageCountAsync("charges_error") == 1, TimeSpan.FromSeconds(20)), Is.True,
+            "the failing message should end in the error queue after its retries");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.Zero);
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.Zero);
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states"), Is.Zero, "a failed message must be processed again when replayed");
+        });
+    }
+}
