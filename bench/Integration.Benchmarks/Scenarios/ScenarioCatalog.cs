@@ -9,6 +9,8 @@ public static class ScenarioCatalog
     [
         new ThroughputBaselineScenario(),
         new RouteScenario(),
+        new OutboxScenario(),
+        new InboxScenario(),
         new RequestResponseScenario(),
     ];
 }

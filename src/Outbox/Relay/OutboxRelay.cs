@@ -77,48 +77,73 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
     async Task<int> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
     {
         var token = Guid.NewGuid();
-        List<OutboxTransaction> claimed;
-        List<OutboxMessage> messages;
+        var claimed = new List<Guid>();
+        var messages = new List<OutboxMessage>();
         await using (var scope = scopes.CreateAsyncScope())
         {
+            // One round trip: claim whole transactions (SKIP LOCKED, under a lease) and read their undelivered messages.
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
-            var lease = settings.LockDuration;
-            var claimedCount = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                UPDATE outbox_transactions SET lock_token = {token}, locked_until = now() + {lease}, attempts = attempts + 1
-                WHERE id IN (SELECT id FROM outbox_transactions
-                             WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
-                             ORDER BY sequence LIMIT {settings.BatchSize} FOR UPDATE SKIP LOCKED)
-                """, cancellationToken).ConfigureAwait(false);
-            if (claimedCount == 0)
-                return 0;
-
-            claimed = await db.Set<OutboxTransaction>().AsNoTracking().Where(t => t.LockToken == token).OrderBy(t => t.Sequence)
-                .ToListAsync(cancellationToken).ConfigureAwait(false);
-            var ids = claimed.Select(t => t.Id).ToList();
-            messages = await db.Set<OutboxMessage>().AsNoTracking().Where(m => ids.Contains(m.TransactionId) && m.DeliveredAt == null)
-                .OrderBy(m => m.Sequence).ToListAsync(cancellationToken).ConfigureAwait(false);
+            var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+            await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("""
+                WITH claimed AS (
+                    UPDATE outbox_transactions SET lock_token = @token, locked_until = now() + @lease, attempts = attempts + 1
+                    WHERE id IN (SELECT id FROM outbox_transactions
+                                 WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
+                                 ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED)
+                    RETURNING id, sequence)
+                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at
+                FROM claimed c LEFT JOIN outbox_messages m ON m.transaction_id = c.id AND m.delivered_at IS NULL
+                ORDER BY c.sequence, m.sequence
+                """, connection);
+            command.Parameters.AddWithValue("token", token);
+            command.Parameters.AddWithValue("lease", settings.LockDuration);
+            command.Parameters.AddWithValue("batch", settings.BatchSize);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var transactionId = reader.GetGuid(0);
+                if (claimed.Count == 0 || claimed[^1] != transactionId)
+                    claimed.Add(transactionId);
+                if (reader.IsDBNull(1))
+                    continue;
+                messages.Add(new OutboxMessage
+                {
+                    TransactionId = transactionId,
+                    Sequence = reader.GetInt64(1),
+                    MessageId = reader.GetGuid(2),
+                    Destination = reader.IsDBNull(3) ? null : reader.GetString(3),
+                    MessageType = reader.GetString(4),
+                    Body = reader.GetString(5),
+                    CorrelationId = reader.IsDBNull(6) ? null : reader.GetGuid(6),
+                    CreatedAt = reader.GetFieldValue<DateTimeOffset>(7),
+                });
+            }
         }
+
+        if (claimed.Count == 0)
+            return 0;
 
         var byTransaction = messages.ToLookup(m => m.TransactionId);
         var delivered = new List<Guid>();
         var failed = new List<(Guid Id, string Error)>();
         await Parallel.ForEachAsync(claimed, new ParallelOptions { MaxDegreeOfParallelism = settings.DeliveryConcurrency, CancellationToken = cancellationToken },
-            async (transaction, ct) =>
+            async (transactionId, ct) =>
             {
                 try
                 {
                     using var activity = OutboxDiagnostics.Source.StartActivity("outbox deliver", ActivityKind.Producer);
-                    activity?.SetTag("integration.outbox.transaction", transaction.Id);
-                    foreach (var message in byTransaction[transaction.Id])
+                    activity?.SetTag("integration.outbox.transaction", transactionId);
+                    foreach (var message in byTransaction[transactionId])
                         await SendAsync(message, settings.SendTimeout, ct).ConfigureAwait(false);
                     lock (delivered)
-                        delivered.Add(transaction.Id);
+                        delivered.Add(transactionId);
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException || !ct.IsCancellationRequested)
                 {
                     OutboxDiagnostics.Failures.Add(1);
                     lock (failed)
-                        failed.Add((transaction.Id, exception.Message));
+                        failed.Add((transactionId, exception.Message));
                 }
             }).ConfigureAwait(false);
 
@@ -127,12 +152,14 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
             if (delivered.Count > 0)
             {
+                // One round trip: only transactions this relay still holds are marked, with their messages.
                 var ids = delivered.ToArray();
-                await db.Database.ExecuteSqlInterpolatedAsync(
-                    $"UPDATE outbox_messages SET delivered_at = now() WHERE transaction_id = ANY({ids}) AND delivered_at IS NULL", cancellationToken).ConfigureAwait(false);
-                await db.Database.ExecuteSqlInterpolatedAsync(
-                    $"UPDATE outbox_transactions SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL WHERE id = ANY({ids}) AND lock_token = {token}",
-                    cancellationToken).ConfigureAwait(false);
+                await db.Database.ExecuteSqlInterpolatedAsync($"""
+                    WITH done AS (
+                        UPDATE outbox_transactions SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL
+                        WHERE id = ANY({ids}) AND lock_token = {token} RETURNING id)
+                    UPDATE outbox_messages SET delivered_at = now() WHERE transaction_id IN (SELECT id FROM done) AND delivered_at IS NULL
+                    """, cancellationToken).ConfigureAwait(false);
             }
 
             foreach (var (id, error) in failed)

@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Integration.Benchmarks.Harness;
+using Integration.Outbox;
+using Integration.Outbox.Inbox;
+using Integration.Outbox.Model;
+using Integration.Outbox.Writing;
+using Integration.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Integration.Benchmarks.Scenarios;
+
+public sealed record OutboxBenchMessage(int Index);
+
+public sealed class BenchRow
+{
+    public Guid Id { get; set; }
+    public int Index { get; set; }
+}
+
+public sealed class BenchDbContext(DbContextOptions<BenchDbContext> options) : DbContext(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<BenchRow>().ToTable("bench_rows");
+        modelBuilder.AddIntegrationOutbox();
+    }
+}
+
+/// <summary>Consume-side clock: latency from the moment each message's send (or commit) returned.</summary>
+public sealed class LatencyProbe(int count)
+{
+    readonly long[] _sentAt = new long[count];
+
+    public Countdown Done { get; } = new(count);
+    public LatencyRecorder Latency { get; } = new(count);
+
+    public void Sent(int index) => Volatile.Write(ref _sentAt[index], Stopwatch.GetTimestamp());
+
+    public void Received(int index)
+    {
+        var sent = Volatile.Read(ref _sentAt[index]);
+        if (sent != 0)
+            Latency.Record(Stopwatch.GetElapsedTime(sent));
+        Done.Signal();
+    }
+}
+
+sealed class ProbeConsumer(LatencyProbe probe) : IConsumer<OutboxBenchMessage>
+{
+    public Task Consume(ConsumeContext<OutboxBenchMessage> context)
+    {
+        probe.Received(context.Message.Index);
+        return Task.CompletedTask;
+    }
+}
+
+sealed class WritingConsumer(BenchDbContext db, LatencyProbe probe, InboxSwitch inbox) : IConsumer<OutboxBenchMessage>
+{
+    public async Task Consume(ConsumeContext<OutboxBenchMessage> context)
+    {
+        db.Add(new BenchRow { Id = Guid.NewGuid(), Index = context.Message.Index });
+        if (!inbox.On)
+            await db.SaveChangesAsync(context.CancellationToken);   // with the inbox, the inbox saves in its transaction
+        probe.Received(context.Message.Index);
+    }
+}
+
+sealed record InboxSwitch(bool On);
+
+/// <summary>Scenarios 4 and 5: the outbox (commit-to-consume latency, throughput) and the inbox (cost of idempotency).</summary>
+public sealed class OutboxScenario : IScenario
+{
+    public string Name => "outbox";
+    public string Description => "outbox: commit-to-consume latency and throughput vs commit + direct publish with confirms (one business row and one message per transaction)";
+
+    /// <summary>Commits per second for the latency runs: well below this machine's commit ceiling, as in normal operation.</summary>
+    const int PacedRate = 100;
+
+    public async Task<IReadOnlyList<Result>> RunAsync(BenchContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var direct = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
+        var viaOutbox = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
+        var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
+        var directLatency = (await Measure(context, pacedCount, outbox: false, paced: true)).Latency;
+        var outboxLatency = (await Measure(context, pacedCount, outbox: true, paced: true)).Latency;
+        var note = $"{pacedCount} commits at {PacedRate}/s";
+        return
+        [
+            new Result("4 outbox", "commit, then direct publish (confirms)", "throughput", direct, "msg/s", Note: "saturated: 64 writers"),
+            new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", "commit + direct publish", direct, "saturated: 64 writers"),
+            new Result("4 outbox", "commit + direct publish", "commit-to-consume p50", directLatency.PercentileMs(50), "ms", Note: note),
+            new Result("4 outbox", "commit + direct publish", "commit-to-consume p99", directLatency.PercentileMs(99), "ms", Note: note),
+            new Result("4 outbox", "outbox", "commit-to-consume p50", outboxLatency.PercentileMs(50), "ms", "direct p50", directLatency.PercentileMs(50), note),
+            new Result("4 outbox", "outbox", "commit-to-consume p95", outboxLatency.PercentileMs(95), "ms", "direct p95", directLatency.PercentileMs(95), note),
+            new Result("4 outbox", "outbox", "commit-to-consume p99", outboxLatency.PercentileMs(99), "ms", "direct p99", directLatency.PercentileMs(99), note),
+        ];
+    }
+
+    static async Task<(double Rate, LatencyRecorder Latency)> Measure(BenchContext context, int count, bool outbox, bool paced)
+    {
+        await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-outbox");
+        await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_outbox");
+        var probe = new LatencyProbe(count);
+        using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false);
+        var bus = host.Services.GetRequiredService<IBus>();
+        var stopwatch = Stopwatch.StartNew();
+        var interval = TimeSpan.FromSeconds(1.0 / PacedRate);
+        await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
+        {
+            if (paced && stopwatch.Elapsed < interval * i)
+                await Task.Delay(interval * i - stopwatch.Elapsed);
+
+            // The same business write in both cases; the only difference is how the message leaves.
+            await using var scope = host.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<BenchDbContext>();
+            db.Add(new BenchRow { Id = Guid.NewGuid(), Index = i });
+            if (outbox)
+            {
+                scope.ServiceProvider.GetRequiredService<IOutbox>().Publish(new OutboxBenchMessage(i));
+                await db.SaveChangesAsync();
+                probe.Sent(i);
+            }
+            else
+            {
+                await db.SaveChangesAsync();
+                probe.Sent(i);
+                await bus.Publish(new OutboxBenchMessage(i));
+            }
+        });
+        Console.Error.WriteLine($"[bench] {(outbox ? "outbox" : "commit + publish")}: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {probe.Done.Count} consumed by then");
+        await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), outbox ? "outbox" : "direct publish");
+        var rate = count / stopwatch.Elapsed.TotalSeconds;
+        await host.StopAsync();
+        return (rate, probe.Latency);
+    }
+}
+
+/// <summary>Scenario 5: a consumer that writes one row, with and without the inbox.</summary>
+public sealed class InboxScenario : IScenario
+{
+    public string Name => "inbox";
+    public string Description => "inbox cost: consumer with one EF write, with and without the inbox";
+
+    public async Task<IReadOnlyList<Result>> RunAsync(BenchContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var plain = await context.MedianAsync(count => Measure(context, count, inbox: false));
+        var withInbox = await context.MedianAsync(count => Measure(context, count, inbox: true));
+        return
+        [
+            new Result("5 inbox", "consumer + 1 EF write", "throughput", plain, "msg/s"),
+            new Result("5 inbox", "consumer + 1 EF write + inbox", "throughput", withInbox, "msg/s", "without inbox", plain),
+        ];
+    }
+
+    static async Task<double> Measure(BenchContext context, int count, bool inbox)
+    {
+        await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-inbox");
+        await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_inbox");
+        var probe = new LatencyProbe(count);
+        using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(WritingConsumer), inbox: inbox);
+        var bus = host.Services.GetRequiredService<IBus>();
+        var stopwatch = Stopwatch.StartNew();
+        await Pump.RunAsync(count, context.Settings.Concurrency, i => bus.Publish(new OutboxBenchMessage(i)));
+        await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), inbox ? "with inbox" : "without inbox");
+        var rate = count / stopwatch.Elapsed.TotalSeconds;
+        await host.StopAsync();
+        return rate;
+    }
+}
+
+static class OutboxBench
+{
+    public static async Task<IHost> StartHost(BenchContext context, TestBroker broker, TestDatabase database, LatencyProbe probe, Type consumer, bool inbox)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(probe);
+        builder.Services.AddSingleton(new InboxSwitch(inbox));
+        builder.Services.AddDbContext<BenchDbContext>((sp, o) => o.UseNpgsql(database.ConnectionString)
+            .AddInterceptors(sp.GetRequiredService<OutboxNotifyInterceptor>()));
+        builder.Services.AddIntegrationOutbox<BenchDbContext>();
+        builder.Services.AddMassTransit(x =>
+        {
+            x.AddConsumer(consumer).ExcludeFromConfigureEndpoints();
+            x.UsingRabbitMq((registration, cfg) =>
+            {
+                broker.ConfigureHost(cfg);
+                cfg.PrefetchCount = context.Settings.Prefetch;
+                cfg.ReceiveEndpoint("bench-consumer", e =>
+                {
+                    if (inbox)
+                        e.UseIntegrationInbox(registration);
+                    e.ConfigureConsumer(registration, consumer);
+                });
+            });
+        });
+        // Publishing before the consumer's queue is bound would be dropped by the broker: start only when ready.
+        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+        var host = builder.Build();
+        await using (var scope = host.Services.CreateAsyncScope())
+            await scope.ServiceProvider.GetRequiredService<BenchDbContext>().Database.EnsureCreatedAsync();
+        await host.StartAsync();
+        return host;
+    }
+}
