@@ -138,7 +138,13 @@ public sealed class OutboxHost : IAsyncDisposable
         builder.Services.AddMassTransit(x =>
         {
             if (consume)
-                x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e => e.Name = "widgets");
+                x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e =>
+                {
+                    // One at a time: the order received is the order the broker delivered (what the ordering spec checks).
+                    e.Name = "widgets";
+                    e.PrefetchCount = 1;
+                    e.ConcurrentMessageLimit = 1;
+                });
             if (inbox is not null)
             {
                 x.AddConsumer<ChargeCardConsumer>().ExcludeFromConfigureEndpoints();
