@@ -46,6 +46,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         var settings = options.Value;
         if (!settings.RunRelay)
             return;
+        await WaitForBusAsync(stoppingToken).ConfigureAwait(false);
         var listener = Task.Run(() => ListenAsync(stoppingToken), stoppingToken);
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
@@ -72,6 +73,19 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         }
 
         await listener.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    /// <summary>
+    /// Delivers nothing until the bus is started, so this host's own subscriptions are bound first: RabbitMQ drops a
+    /// publish that no queue is bound to. Gives up waiting after a minute (the broker may be down; sends then retry).
+    /// </summary>
+    async Task WaitForBusAsync(CancellationToken cancellationToken)
+    {
+        if (bus is not IBusControl control)
+            return;
+        var deadline = time.GetUtcNow().AddMinutes(1);
+        while (!cancellationToken.IsCancellationRequested && time.GetUtcNow() < deadline && control.CheckHealth().Status != BusHealthStatus.Healthy)
+            await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     async Task<int> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
