@@ -1,0 +1,194 @@
+using System.Collections.Concurrent;
+using System.Data;
+using MassTransit;
+using MassTransit.Middleware.InMemoryOutbox;
+using MassTransit.Saga;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Integration.Sagas.Postgres;
+
+/// <summary>
+/// MassTransit's saga repository seam for PostgreSQL through EF Core: each message for a saga instance runs in one
+/// database transaction on <paramref name="dbContext"/>; a concurrency conflict rolls the attempt back, discards the
+/// messages it would have sent and processes the message again from a fresh read, up to
+/// <see cref="PostgresSagaRepositoryOptions.ConflictRetryLimit"/> times. Messages the saga publishes or sends are
+/// released only after its row committed, so a retried attempt never leaks messages.
+/// </summary>
+/// <typeparam name="TSaga">The saga instance type, mapped with <see cref="SagaModelBuilderExtensions.AddSagaState{TSaga}"/>.</typeparam>
+/// <param name="dbContext">The DbContext whose model maps <typeparamref name="TSaga"/>; not disposed here.</param>
+/// <param name="options">Concurrency mode and retry limit.</param>
+/// <param name="logger">Optional logger.</param>
+public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, ILogger? logger = null) :
+    ISagaRepositoryContextFactory<TSaga>,
+    IQuerySagaRepositoryContextFactory<TSaga>,
+    ILoadSagaRepositoryContextFactory<TSaga>
+    where TSaga : class, ISaga
+{
+    static readonly ConcurrentDictionary<IModel, string> LockSql = new();
+    readonly DbContext _db = dbContext ?? throw new ArgumentNullException(nameof(dbContext));
+    readonly PostgresSagaRepositoryOptions _options = options ?? throw new ArgumentNullException(nameof(options));
+    readonly ILogger _logger = logger ?? NullLogger.Instance;
+
+    /// <inheritdoc />
+    public void Probe(ProbeContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Add("persistence", "postgresql");
+        context.Add("concurrencyMode", _options.ConcurrencyMode.ToString());
+        context.Add("conflictRetryLimit", _options.ConflictRetryLimit);
+    }
+
+    /// <inheritdoc />
+    public Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        return WithConflictRetries(context, async consumeContext =>
+        {
+            var repositoryContext = new PostgresSagaRepositoryContext<TSaga, T>(this, consumeContext);
+            await next.Send(repositoryContext).ConfigureAwait(false);
+        });
+    }
+
+    /// <inheritdoc />
+    public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(next);
+        return WithConflictRetries(context, async consumeContext =>
+        {
+            var repositoryContext = new PostgresSagaRepositoryContext<TSaga, T>(this, consumeContext);
+            var ids = await _db.Set<TSaga>().AsNoTracking().Where(query.FilterExpression).Select(s => s.CorrelationId)
+                .ToListAsync(context.CancellationToken).ConfigureAwait(false);
+            var instances = new List<TSaga>(ids.Count);
+            foreach (var id in ids)
+            {
+                if (await LoadForUpdate(id, context.CancellationToken).ConfigureAwait(false) is { } instance)
+                    instances.Add(instance);
+            }
+
+            await next.Send(new LoadedSagaRepositoryQueryContext<TSaga, T>(repositoryContext, instances)).ConfigureAwait(false);
+        });
+    }
+
+    /// <inheritdoc />
+    public Task<T> Execute<T>(Func<LoadSagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(asyncMethod);
+        return asyncMethod(new PostgresSagaReadContext<TSaga>(_db, cancellationToken));
+    }
+
+    /// <inheritdoc />
+    public Task<T> Execute<T>(Func<QuerySagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(asyncMethod);
+        return asyncMethod(new PostgresSagaReadContext<TSaga>(_db, cancellationToken));
+    }
+
+    internal DbContext Db => _db;
+
+    /// <summary>
+    /// Reads an instance for this message, tracked. Pessimistic mode locks the row (<c>FOR UPDATE</c>) until the
+    /// transaction ends; optimistic mode reads it as is and relies on the <c>xmin</c> check when saving.
+    /// </summary>
+    internal async Task<TSaga?> LoadForUpdate(Guid correlationId, CancellationToken cancellationToken)
+    {
+        if (_options.ConcurrencyMode == SagaConcurrencyMode.Optimistic)
+            return await _db.Set<TSaga>().SingleOrDefaultAsync(s => s.CorrelationId == correlationId, cancellationToken).ConfigureAwait(false);
+
+        var sql = LockSql.GetOrAdd(_db.Model, BuildLockSql);
+        var rows = await _db.Set<TSaga>().FromSqlRaw(sql, correlationId).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return rows.Count == 0 ? null : rows[0];
+    }
+
+    static string BuildLockSql(IModel model)
+    {
+        var entity = model.FindEntityType(typeof(TSaga))
+            ?? throw new InvalidOperationException($"The saga {typeof(TSaga).Name} is not mapped in the DbContext: call modelBuilder.AddSagaState<{typeof(TSaga).Name}>(...) in OnModelCreating");
+        var table = entity.GetTableName()
+            ?? throw new InvalidOperationException($"The saga {typeof(TSaga).Name} is not mapped to a table");
+        var schema = entity.GetSchema();
+        var store = StoreObjectIdentifier.Table(table, schema);
+        var key = entity.FindProperty(nameof(ISaga.CorrelationId))!.GetColumnName(store)!;
+        var hasXmin = entity.GetProperties().Any(p => p.GetColumnName(store) == "xmin");
+        var qualified = schema is null ? Quote(table) : $"{Quote(schema)}.{Quote(table)}";
+        return $"SELECT *{(hasXmin ? ", xmin" : "")} FROM {qualified} WHERE {Quote(key)} = {{0}} FOR UPDATE";
+    }
+
+    static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+    async Task WithConflictRetries<T>(ConsumeContext<T> context, Func<ConsumeContext<T>, Task> attempt)
+        where T : class
+    {
+        var strategy = _db.Database.CreateExecutionStrategy();
+        for (var retry = 0; ; retry++)
+        {
+            InMemoryOutboxConsumeContext<T>? outbox = null;
+            try
+            {
+                await strategy.ExecuteAsync(async cancellationToken =>
+                {
+                    // A transient-failure retry by the execution strategy starts over just like a conflict retry.
+                    if (outbox is not null)
+                        await outbox.DiscardPendingActions().ConfigureAwait(false);
+                    outbox = new InMemoryOutboxConsumeContext<T>(context);
+                    _db.ChangeTracker.Clear();
+                    await using var transaction = await _db.Database.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
+                    await attempt(outbox).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }, context.CancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (SagaConflicts.IsConflict(exception))
+            {
+                if (outbox is not null)
+                    await outbox.DiscardPendingActions().ConfigureAwait(false);
+                _db.ChangeTracker.Clear();
+                if (retry >= _options.ConflictRetryLimit)
+                {
+                    SagasTelemetry.ConflictsExhausted.Add(1);
+                    throw new SagaConcurrencyException(
+                        $"Saga {typeof(TSaga).Name} {context.CorrelationId}: message {TypeName<T>()} still conflicted after {retry} retries " +
+                        $"(PostgresSagaRepositoryOptions.ConflictRetryLimit = {_options.ConflictRetryLimit}): {exception.GetBaseException().Message}", exception);
+                }
+
+                SagasTelemetry.Conflicts.Add(1);
+                LogConflict(_logger, typeof(TSaga).Name, context.CorrelationId, retry + 1, exception.GetBaseException().Message);
+                await Task.Delay(Backoff(retry), context.CancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            catch
+            {
+                if (outbox is not null)
+                    await outbox.DiscardPendingActions().ConfigureAwait(false);
+                _db.ChangeTracker.Clear();
+                throw;
+            }
+
+            // Committed: only now do the saga's published, sent and scheduled messages leave.
+            await outbox!.ExecutePendingActions(false).ConfigureAwait(false);
+            return;
+        }
+    }
+
+    TimeSpan Backoff(int retry)
+    {
+        var max = _options.ConflictRetryMaxDelay.TotalMilliseconds;
+        if (max <= 0)
+            return TimeSpan.Zero;
+        var ceiling = Math.Min(max, 5 * Math.Pow(2, Math.Min(retry, 10)));
+        return TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling);
+    }
+
+    static string TypeName<T>() => typeof(T).Name;
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Saga {Saga} {CorrelationId}: concurrency conflict, processing the message again (retry {Retry}): {Reason}")]
+    static partial void LogConflict(ILogger logger, string saga, Guid? correlationId, int retry, string reason);
+}
