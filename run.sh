@@ -26,4 +26,6 @@ Integration host starting on $urls
   RabbitMQ:   http://localhost:15672 (guest/guest)
 Stop with Ctrl+C.
 MSG
-exec dotnet run --project src/Host/Integration.Host.csproj -c Release --no-build --no-launch-profile --urls "$urls"
+# Run the built host itself (not `dotnet run`), so Ctrl+C and SIGTERM reach it and it stops gracefully.
+cd src/Host
+exec dotnet bin/Release/net10.0/Integration.Host.dll --urls "$urls"
