@@ -1,0 +1,173 @@
+using System.Collections.Concurrent;
+using Integration.Sagas.Postgres;
+using Integration.Testing;
+using MassTransit;
+using MassTransit.Saga;
+using MassTransit.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Integration.Sagas.Tests.Postgres;
+
+public interface IConcurrencyModeCase
+{
+    SagaConcurrencyMode Mode { get; }
+}
+
+public sealed class OptimisticMode : IConcurrencyModeCase
+{
+    public SagaConcurrencyMode Mode => SagaConcurrencyMode.Optimistic;
+}
+
+public sealed class PessimisticMode : IConcurrencyModeCase
+{
+    public SagaConcurrencyMode Mode => SagaConcurrencyMode.Pessimistic;
+}
+
+/// <summary>The saga repository's contract, written once and run on every concurrency mode, on real RabbitMQ and PostgreSQL.</summary>
+[Category("Integration")]
+public abstract class SagaRepository_Specs<TMode>
+    where TMode : IConcurrencyModeCase, new()
+{
+    static readonly SagaConcurrencyMode Mode = new TMode().Mode;
+    TestBroker _broker = null!;
+    TestDatabase _database = null!;
+    ServiceProvider _provider = null!;
+    ITestHarness _harness = null!;
+    readonly ConcurrentBag<Counted> _counted = [];
+
+    [SetUp]
+    public async Task Start()
+    {
+        _counted.Clear();
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        _broker = await infrastructure.CreateVirtualHostAsync("saga-repo");
+        _database = await infrastructure.CreateDatabaseAsync("saga_repo");
+        _provider = new ServiceCollection()
+            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString))
+            .AddMassTransitTestHarness(x =>
+            {
+                x.AddSagaStateMachine<CounterMachine, CounterState>()
+                    .Endpoint(e => e.ConcurrentMessageLimit = 32)
+                    .PostgresRepository(o =>
+                    {
+                        o.UseDbContext<CounterDbContext>();
+                        o.ConcurrencyMode = Mode;
+                        o.ConflictRetryLimit = 100;
+                    });
+                x.AddHandler<Counted>(context =>
+                {
+                    _counted.Add(context.Message);
+                    return Task.CompletedTask;
+                });
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    _broker.ConfigureHost(cfg);
+                    cfg.PrefetchCount = 64;
+                    cfg.ConfigureEndpoints(context);
+                });
+            })
+            .BuildServiceProvider(true);
+        await using (var scope = _provider.CreateAsyncScope())
+            await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Database.EnsureCreatedAsync();
+        _harness = _provider.GetRequiredService<ITestHarness>();
+        _harness.TestTimeout = TimeSpan.FromSeconds(60);
+        await _harness.Start();
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        await _harness.Stop();
+        await _provider.DisposeAsync();
+        await _broker.DisposeAsync();
+        await _database.DisposeAsync();
+    }
+
+    async Task<CounterState?> Stored(Guid id)
+    {
+        await using var scope = _provider.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking()
+            .SingleOrDefaultAsync(s => s.CorrelationId == id);
+    }
+
+    Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) =>
+        Integration.Testing.Eventually.TrueAsync(async () => condition(await Stored(id)), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+
+    [Test]
+    public async Task When_an_event_starts_an_instance_should_store_it_in_its_state()
+    {
+        var id = NewId.NextGuid();
+
+        await _harness.Bus.Publish(new CounterStarted(id, "pumps"));
+
+        Assert.That(await Eventually(s => s is { CurrentState: "Counting" }, id), Is.True, "the instance was never stored");
+        var stored = await Stored(id);
+        Assert.That(stored!.Name, Is.EqualTo("pumps"));
+    }
+
+    [Test]
+    public async Task When_100_events_for_one_instance_arrive_concurrently_should_apply_every_one_and_publish_each_count_once()
+    {
+        var id = NewId.NextGuid();
+
+        // No start event: the first increments race to create the instance (duplicate inserts), the rest race to update it.
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => _harness.Bus.Publish(new CounterIncremented(id))));
+
+        Assert.That(await Eventually(s => s?.Count >= 100, id), Is.True, () => $"count is {Stored(id).Result?.Count}, expected 100");
+        Assert.That((await Stored(id))!.Count, Is.EqualTo(100), "an increment was applied twice");
+        Assert.That(await Integration.Testing.Eventually.TrueAsync(() => Task.FromResult(_counted.Count >= 100), TimeSpan.FromSeconds(20)), Is.True);
+        await Task.Delay(500);
+        Assert.That(_counted.Where(c => c.CounterId == id).Select(c => c.Count).Order(), Is.EqualTo(Enumerable.Range(1, 100)),
+            "each count must be published exactly once: a gap is a lost update, a repeat is a message leaked from a rolled-back attempt");
+        Assert.That(await _harness.Published.Any<Fault<CounterIncremented>>(), Is.False, "an increment faulted");
+    }
+
+    [Test]
+    public async Task When_the_instance_is_finalized_should_delete_it()
+    {
+        var id = NewId.NextGuid();
+        await _harness.Bus.Publish(new CounterStarted(id, "valves"));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+
+        await _harness.Bus.Publish(new CounterStopped(id));
+
+        Assert.That(await Eventually(s => s is null, id), Is.True, "a finalized instance must be removed");
+    }
+
+    [Test]
+    public async Task When_an_event_correlates_by_a_query_should_update_the_matching_instance()
+    {
+        var id = NewId.NextGuid();
+        var name = "name-" + id.ToString("N");
+        await _harness.Bus.Publish(new CounterStarted(id, name));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+
+        await _harness.Bus.Publish(new CounterRenamed(name, "renamed-" + id.ToString("N")));
+
+        Assert.That(await Eventually(s => s?.Name == "renamed-" + id.ToString("N"), id), Is.True, "the query-correlated event never reached the instance");
+    }
+
+    [Test]
+    public async Task When_loaded_or_queried_through_the_repository_should_return_committed_instances()
+    {
+        var id = NewId.NextGuid();
+        await _harness.Bus.Publish(new CounterStarted(id, "hoses-" + id.ToString("N")));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+
+        var load = _provider.GetRequiredService<ILoadSagaRepository<CounterState>>();
+        var query = _provider.GetRequiredService<IQuerySagaRepository<CounterState>>();
+        var loaded = await load.Load(id);
+        var found = await query.Find(new SagaQuery<CounterState>(s => s.Name == "hoses-" + id.ToString("N")));
+
+        Assert.That(loaded?.Name, Is.EqualTo("hoses-" + id.ToString("N")));
+        Assert.That(found, Is.EqualTo(new[] { id }));
+    }
+}
+
+[TestFixture]
+public sealed class Optimistic_saga_repository : SagaRepository_Specs<OptimisticMode>;
+
+[TestFixture]
+public sealed class Pessimistic_saga_repository : SagaRepository_Specs<PessimisticMode>;
