@@ -8,7 +8,11 @@ namespace Integration.Host.Operations;
 /// <param name="Action">What to do, e.g. <c>endpoint.pause</c>.</param>
 /// <param name="Target">What to do it to (endpoint, logger category, route), when the action needs one.</param>
 /// <param name="Arguments">Further arguments, e.g. <c>level</c>.</param>
-public sealed record ControlCommand(string Action, string? Target = null, IReadOnlyDictionary<string, string>? Arguments = null);
+public sealed record ControlCommand(string Action, string? Target = null, IReadOnlyDictionary<string, string>? Arguments = null)
+{
+    /// <summary>The argument <paramref name="name"/>, or null when it is missing or empty.</summary>
+    public string? Argument(string name) => Arguments?.TryGetValue(name, out var value) == true && !string.IsNullOrEmpty(value) ? value : null;
+}
 
 /// <summary>How a control command ended.</summary>
 public enum ControlOutcome
@@ -50,6 +54,19 @@ public interface IControlCommandHandler
 
     /// <summary>Runs the command.</summary>
     Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken);
+}
+
+/// <summary>A handler made of a delegate: how the built-in commands are written.</summary>
+public sealed class ControlCommandHandler(string action, ControlRole role, Func<ControlCommand, CancellationToken, Task<ControlResult>> run) : IControlCommandHandler
+{
+    /// <inheritdoc />
+    public string Action => action;
+
+    /// <inheritdoc />
+    public ControlRole Role => role;
+
+    /// <inheritdoc />
+    public Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken) => run(command, cancellationToken);
 }
 
 /// <summary>Authorizes, runs and audits control commands from every channel.</summary>
@@ -111,17 +128,10 @@ public sealed partial class ControlBus(IEnumerable<IControlCommandHandler> handl
 /// <summary>The built-in commands: routes and endpoints, pause/resume, log level, audit.</summary>
 public static class BuiltInControlCommands
 {
-    sealed class Handler(string action, ControlRole role, Func<ControlCommand, CancellationToken, Task<ControlResult>> run) : IControlCommandHandler
-    {
-        public string Action => action;
-        public ControlRole Role => role;
-        public Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken) => run(command, cancellationToken);
-    }
-
     /// <summary>Registers the built-in handlers.</summary>
     public static IServiceCollection AddBuiltInControlCommands(this IServiceCollection services)
     {
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("routes.list", ControlRole.Viewer, (_, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("routes.list", ControlRole.Viewer, (_, _) =>
         {
             var probe = sp.GetRequiredService<IBus>().GetProbeResult();
             var routes = sp.GetService<Integration.Patterns.Routing.RouteControl>() is { } control ? RouteCommands.Describe(control) : null;
@@ -129,26 +139,26 @@ public static class BuiltInControlCommands
                 new { routes, endpoints = probe.Results }));
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("endpoints.list", ControlRole.Viewer, (_, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("endpoints.list", ControlRole.Viewer, (_, _) =>
         {
             var endpoints = sp.GetRequiredService<ReceiveEndpointRegistry>().All
                 .Select(e => new { name = e.Name, address = e.InputAddress.ToString(), state = e.Paused ? "paused" : "running" });
             return Task.FromResult(ControlResult.Ok("Receive endpoints", endpoints));
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("endpoint.pause", ControlRole.Operator, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("endpoint.pause", ControlRole.Operator, async (command, ct) =>
             string.IsNullOrWhiteSpace(command.Target) ? new ControlResult(ControlOutcome.Invalid, "endpoint.pause needs the endpoint (queue) name as its target")
             : await sp.GetRequiredService<ReceiveEndpointRegistry>().PauseAsync(command.Target, ct).ConfigureAwait(false)
                 ? ControlResult.Ok($"Endpoint '{command.Target}' paused; its messages wait in the queue")
                 : new ControlResult(ControlOutcome.NotFound, $"No receive endpoint '{command.Target}'")));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("endpoint.resume", ControlRole.Operator, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("endpoint.resume", ControlRole.Operator, async (command, ct) =>
             string.IsNullOrWhiteSpace(command.Target) ? new ControlResult(ControlOutcome.Invalid, "endpoint.resume needs the endpoint (queue) name as its target")
             : await sp.GetRequiredService<ReceiveEndpointRegistry>().ResumeAsync(command.Target, ct).ConfigureAwait(false)
                 ? ControlResult.Ok($"Endpoint '{command.Target}' consuming again")
                 : new ControlResult(ControlOutcome.NotFound, $"No receive endpoint '{command.Target}'")));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("log-level.set", ControlRole.Operator, (command, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("log-level.set", ControlRole.Operator, (command, _) =>
         {
             var category = string.IsNullOrWhiteSpace(command.Target) ? "Default" : command.Target;
             if (command.Arguments?.TryGetValue("level", out var text) != true || !Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level)
@@ -163,9 +173,9 @@ public static class BuiltInControlCommands
             return Task.FromResult(ControlResult.Ok($"Log level of '{category}' is now {level}", overrides.Current));
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("audit.list", ControlRole.Viewer, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("audit.list", ControlRole.Viewer, async (command, ct) =>
         {
-            var take = command.Arguments?.TryGetValue("take", out var text) == true && int.TryParse(text, out var n) ? n : 50;
+            var take = int.TryParse(command.Argument("take"), out var n) ? n : 50;
             return ControlResult.Ok("Newest control actions first", await sp.GetRequiredService<ControlAuditLog>().ReadAsync(take, ct).ConfigureAwait(false));
         }));
 

@@ -3,16 +3,6 @@ namespace Integration.Host.Operations;
 /// <summary>Control commands over <see cref="DeadLetterService"/>: list, peek, replay, delete (with confirmation).</summary>
 public static class DeadLetterCommands
 {
-    sealed class Handler(string action, ControlRole role, Func<ControlCommand, CancellationToken, Task<ControlResult>> run) : IControlCommandHandler
-    {
-        public string Action => action;
-        public ControlRole Role => role;
-        public Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken) => run(command, cancellationToken);
-    }
-
-    static string? Argument(ControlCommand command, string name) =>
-        command.Arguments?.TryGetValue(name, out var value) == true && !string.IsNullOrEmpty(value) ? value : null;
-
     static ControlResult Missing(string queue) => new(ControlOutcome.NotFound, $"No queue '{queue}'");
 
     /// <summary>Registers the dead-letter commands and their service.</summary>
@@ -21,31 +11,31 @@ public static class DeadLetterCommands
         services.AddHttpClient("rabbitmq-management");
         services.AddSingleton<DeadLetterService>();
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("dead-letters.list", ControlRole.Viewer, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("dead-letters.list", ControlRole.Viewer, async (command, ct) =>
         {
             var service = sp.GetRequiredService<DeadLetterService>();
             if (string.IsNullOrWhiteSpace(command.Target))
                 return ControlResult.Ok("Error queues", await service.ListQueuesAsync(ct).ConfigureAwait(false));
-            var take = int.TryParse(Argument(command, "take"), out var n) ? n : 50;
+            var take = int.TryParse(command.Argument("take"), out var n) ? n : 50;
             var letters = await service.PeekAsync(command.Target, take, ct).ConfigureAwait(false);
             return letters is null ? Missing(command.Target) : ControlResult.Ok($"Messages in '{command.Target}' (left in place)", letters);
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("dead-letters.replay", ControlRole.Operator, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("dead-letters.replay", ControlRole.Operator, async (command, ct) =>
         {
             if (string.IsNullOrWhiteSpace(command.Target) || !command.Target.EndsWith(DeadLetterService.ErrorSuffix, StringComparison.Ordinal))
                 return new ControlResult(ControlOutcome.Invalid, $"dead-letters.replay needs an error queue (name ending in {DeadLetterService.ErrorSuffix}) as its target");
-            var replayed = await sp.GetRequiredService<DeadLetterService>().ReplayAsync(command.Target, Argument(command, "messageId"), ct).ConfigureAwait(false);
+            var replayed = await sp.GetRequiredService<DeadLetterService>().ReplayAsync(command.Target, command.Argument("messageId"), ct).ConfigureAwait(false);
             return replayed is null ? Missing(command.Target) : ControlResult.Ok($"Replayed {replayed} message(s) to '{command.Target[..^DeadLetterService.ErrorSuffix.Length]}'", new { replayed });
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("dead-letters.delete", ControlRole.Operator, async (command, ct) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("dead-letters.delete", ControlRole.Operator, async (command, ct) =>
         {
             if (string.IsNullOrWhiteSpace(command.Target) || !command.Target.EndsWith(DeadLetterService.ErrorSuffix, StringComparison.Ordinal))
                 return new ControlResult(ControlOutcome.Invalid, $"dead-letters.delete needs an error queue (name ending in {DeadLetterService.ErrorSuffix}) as its target");
-            if (Argument(command, "confirm") != command.Target)
+            if (command.Argument("confirm") != command.Target)
                 return new ControlResult(ControlOutcome.Invalid, $"Deleting needs confirmation: repeat the queue name as argument 'confirm' (confirm={command.Target})");
-            var deleted = await sp.GetRequiredService<DeadLetterService>().DeleteAsync(command.Target, Argument(command, "messageId"), ct).ConfigureAwait(false);
+            var deleted = await sp.GetRequiredService<DeadLetterService>().DeleteAsync(command.Target, command.Argument("messageId"), ct).ConfigureAwait(false);
             return deleted is null ? Missing(command.Target) : ControlResult.Ok($"Deleted {deleted} message(s) from '{command.Target}'", new { deleted });
         }));
 

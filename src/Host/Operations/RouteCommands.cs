@@ -6,16 +6,6 @@ namespace Integration.Host.Operations;
 /// <summary>Control commands over the integration routes: describe them, flip detours and wire taps, replace keyed routing tables.</summary>
 public static class RouteCommands
 {
-    sealed class Handler(string action, ControlRole role, Func<ControlCommand, CancellationToken, Task<ControlResult>> run) : IControlCommandHandler
-    {
-        public string Action => action;
-        public ControlRole Role => role;
-        public Task<ControlResult> HandleAsync(ControlCommand command, CancellationToken cancellationToken) => run(command, cancellationToken);
-    }
-
-    static string? Argument(ControlCommand command, string name) =>
-        command.Arguments?.TryGetValue(name, out var value) == true && !string.IsNullOrEmpty(value) ? value : null;
-
     /// <summary>Describes every route: steps, switches, routing tables.</summary>
     public static object Describe(RouteControl control)
     {
@@ -33,21 +23,21 @@ public static class RouteCommands
     /// <summary>Registers the route commands.</summary>
     public static IServiceCollection AddRouteCommands(this IServiceCollection services)
     {
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("route.switch", ControlRole.Operator, (command, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("route.switch", ControlRole.Operator, (command, _) =>
         {
             var control = sp.GetService<RouteControl>();
-            var name = Argument(command, "name");
-            if (control is null || string.IsNullOrWhiteSpace(command.Target) || name is null || !bool.TryParse(Argument(command, "enabled"), out var enabled))
+            var name = command.Argument("name");
+            if (control is null || string.IsNullOrWhiteSpace(command.Target) || name is null || !bool.TryParse(command.Argument("enabled"), out var enabled))
                 return Task.FromResult(new ControlResult(ControlOutcome.Invalid, "route.switch needs the route as target and arguments 'name' (e.g. detour:inspect) and 'enabled' (true/false)"));
             return Task.FromResult(control.SetSwitch(command.Target, name, enabled)
                 ? ControlResult.Ok($"Route '{command.Target}': {name} is now {(enabled ? "on" : "off")}")
                 : new ControlResult(ControlOutcome.NotFound, $"Route '{command.Target}' has no switch '{name}'; switches: {string.Join(", ", control.Switches.Select(s => $"{s.Route}/{s.Name}"))}"));
         }));
 
-        services.AddSingleton<IControlCommandHandler>(sp => new Handler("route.table", ControlRole.Operator, (command, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("route.table", ControlRole.Operator, (command, _) =>
         {
             var control = sp.GetService<RouteControl>();
-            var router = Argument(command, "router") ?? "router";
+            var router = command.Argument("router") ?? "router";
             if (control is null || string.IsNullOrWhiteSpace(command.Target))
                 return Task.FromResult(new ControlResult(ControlOutcome.Invalid, "route.table needs the route as target"));
             if (control.FindRoutingTable(command.Target, router) is not { } table)
@@ -55,14 +45,14 @@ public static class RouteCommands
             Dictionary<string, string> keys;
             try
             {
-                keys = JsonSerializer.Deserialize<Dictionary<string, string>>(Argument(command, "keys") ?? "{}") ?? [];
+                keys = JsonSerializer.Deserialize<Dictionary<string, string>>(command.Argument("keys") ?? "{}") ?? [];
             }
             catch (JsonException exception)
             {
                 return Task.FromResult(new ControlResult(ControlOutcome.Invalid, $"Argument 'keys' must be a JSON object of key → queue: {exception.Message}"));
             }
 
-            var failures = table.ReplaceKeyed(keys, Argument(command, "otherwise"));
+            var failures = table.ReplaceKeyed(keys, command.Argument("otherwise"));
             return Task.FromResult(failures.Count == 0
                 ? ControlResult.Ok($"Route '{command.Target}': router '{router}' replaced", table.Describe())
                 : new ControlResult(ControlOutcome.Invalid, $"Routing table not replaced: {string.Join("; ", failures)}"));

@@ -7,11 +7,43 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Integration.Host.Persistence.Migrations
 {
     /// <inheritdoc />
-    public partial class OrdersAndOutbox : Migration
+    public partial class InitialCreate : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.CreateTable(
+                name: "control_audit",
+                columns: table => new
+                {
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
+                    At = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    Actor = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
+                    Channel = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    Action = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    Target = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
+                    Details = table.Column<string>(type: "text", nullable: true),
+                    Outcome = table.Column<string>(type: "character varying(32)", maxLength: 32, nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_control_audit", x => x.Id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "inbox_states",
+                columns: table => new
+                {
+                    message_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    consumer = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    received_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_inbox_states", x => new { x.message_id, x.consumer });
+                });
+
             migrationBuilder.CreateTable(
                 name: "orders",
                 columns: table => new
@@ -74,6 +106,16 @@ namespace Integration.Host.Persistence.Migrations
                 });
 
             migrationBuilder.CreateIndex(
+                name: "IX_control_audit_At",
+                table: "control_audit",
+                column: "At");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_inbox_states_received",
+                table: "inbox_states",
+                column: "received_at");
+
+            migrationBuilder.CreateIndex(
                 name: "ix_outbox_messages_transaction",
                 table: "outbox_messages",
                 columns: new[] { "transaction_id", "sequence" });
@@ -94,6 +136,12 @@ namespace Integration.Host.Persistence.Migrations
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropTable(
+                name: "control_audit");
+
+            migrationBuilder.DropTable(
+                name: "inbox_states");
+
             migrationBuilder.DropTable(
                 name: "orders");
 

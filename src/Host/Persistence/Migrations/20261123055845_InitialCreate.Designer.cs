@@ -12,8 +12,8 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Integration.Host.Persistence.Migrations
 {
     [DbContext(typeof(HostDbContext))]
-    [Migration("20261123051301_Inbox")]
-    partial class Inbox
+    [Migration("20261123055845_InitialCreate")]
+    partial class InitialCreate
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
