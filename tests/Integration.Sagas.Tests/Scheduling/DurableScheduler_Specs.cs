@@ -1,0 +1,150 @@
+using Integration.Testing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using NUnit.Framework;
+
+namespace Integration.Sagas.Tests.Scheduling;
+
+/// <summary>MassTransit scheduling through Quartz in PostgreSQL, on real RabbitMQ: deliver, cancel, recur, survive restarts, redeliver.</summary>
+[TestFixture]
+[Category("Integration")]
+public sealed class DurableScheduler_Specs
+{
+    TestBroker _broker = null!;
+    TestDatabase _database = null!;
+
+    [SetUp]
+    public async Task CreateResources()
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync();
+        _broker = await infrastructure.CreateVirtualHostAsync("scheduler");
+        _database = await infrastructure.CreateDatabaseAsync("scheduler");
+        await SchedulerHost.CreateSchemaAsync(_database);
+    }
+
+    [TearDown]
+    public async Task DropResources()
+    {
+        await _broker.DisposeAsync();
+        await _database.DisposeAsync();
+    }
+
+    static Uri Queue(string name) => new($"queue:{name}");
+
+    async Task<long> Triggers()
+    {
+        await using var connection = new NpgsqlConnection(_database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT count(*) FROM qrtz_triggers", connection);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    [Test]
+    public async Task When_a_message_is_scheduled_should_deliver_it_at_its_time_with_its_ids_and_headers()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database);
+        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+        var reminder = new Reminder(Guid.NewGuid(), "check the pump");
+        var correlationId = Guid.NewGuid();
+        var due = DateTime.UtcNow.AddSeconds(3);
+
+        await scheduler.ScheduleSend(Queue("reminder"), due, reminder, Pipe.Execute<SendContext<Reminder>>(c =>
+        {
+            c.CorrelationId = correlationId;
+            c.Headers.Set("X-Region", "north");
+        }));
+
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(!host.Reminders.IsEmpty), TimeSpan.FromSeconds(30)), Is.True, "never delivered");
+        var delivered = host.Reminders.Single();
+        var arrived = DateTime.UtcNow;
+        Assert.That(delivered.Message, Is.EqualTo(reminder));
+        Assert.That(arrived, Is.GreaterThanOrEqualTo(due.AddMilliseconds(-100)), "delivered before its time");
+        Assert.That(delivered.CorrelationId, Is.EqualTo(correlationId));
+        Assert.That(delivered.Headers.Get<string>("X-Region"), Is.EqualTo("north"));
+        Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 0, TimeSpan.FromSeconds(10)), Is.True, "a fired one-off trigger must be removed");
+    }
+
+    [Test]
+    public async Task When_a_scheduled_message_is_cancelled_should_never_deliver_it()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database);
+        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+        var kept = new Reminder(Guid.NewGuid(), "kept");
+        var cancelled = new Reminder(Guid.NewGuid(), "cancelled");
+
+        var handle = await scheduler.ScheduleSend(Queue("reminder"), DateTime.UtcNow.AddSeconds(3), cancelled);
+        await scheduler.ScheduleSend(Queue("reminder"), DateTime.UtcNow.AddSeconds(4), kept);
+        Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 2, TimeSpan.FromSeconds(10)), Is.True, "precondition: both stored");
+        await scheduler.CancelScheduledSend(Queue("reminder"), handle.TokenId);
+        Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 1, TimeSpan.FromSeconds(10)), Is.True, "the cancel did not remove the trigger");
+
+        // The kept one, due after the cancelled one, arriving proves the cancelled one's time has passed.
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Reminders.Any(r => r.Message == kept)), TimeSpan.FromSeconds(30)), Is.True);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(host.Reminders.Select(r => r.Message), Does.Not.Contain(cancelled), "a cancelled message was delivered");
+    }
+
+    [Test]
+    public async Task When_the_host_is_down_at_the_due_time_should_deliver_after_a_new_host_starts()
+    {
+        var reminder = new Reminder(Guid.NewGuid(), "after restart");
+        await using (var first = await SchedulerHost.StartAsync(_broker, _database))
+        {
+            var scheduler = first.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+            await scheduler.ScheduleSend(Queue("reminder"), DateTime.UtcNow.AddSeconds(2), reminder);
+            Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 1, TimeSpan.FromSeconds(10)), Is.True, "precondition: stored");
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(3)); // due while no host runs
+
+        await using var second = await SchedulerHost.StartAsync(_broker, _database);
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(second.Reminders.Any(r => r.Message == reminder)), TimeSpan.FromSeconds(30)), Is.True,
+            "the message scheduled before the restart was never delivered");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(second.Reminders.Count(r => r.Message == reminder), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task When_a_recurring_message_is_scheduled_should_deliver_it_repeatedly_until_cancelled()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database);
+        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+        var recurring = host.Harness.Scope.ServiceProvider.GetRequiredService<IRecurringMessageScheduler>();
+        var reminder = new Reminder(Guid.NewGuid(), "every second");
+
+        var handle = await recurring.ScheduleRecurringSend(Queue("reminder"), new EverySecond(), reminder);
+
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Reminders.Count >= 2), TimeSpan.FromSeconds(30)), Is.True, "did not recur");
+        await recurring.CancelScheduledRecurringSend(handle.Schedule.ScheduleId, handle.Schedule.ScheduleGroup);
+        Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 0, TimeSpan.FromSeconds(10)), Is.True, "the recurring trigger was not removed");
+        var count = host.Reminders.Count;
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.That(host.Reminders.Count, Is.LessThanOrEqualTo(count + 1), "kept recurring after the cancel");
+        Assert.That(scheduler, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task When_a_consumer_fails_with_scheduled_redelivery_should_redeliver_through_the_scheduler()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database);
+        var work = new FlakyWork(Guid.NewGuid());
+
+        await (await host.Harness.Bus.GetSendEndpoint(Queue("flaky"))).Send(work);
+
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.FlakyAttempts.Count(a => a.Message == work) >= 2), TimeSpan.FromSeconds(30)), Is.True,
+            "the failed message was not redelivered");
+        var second = host.FlakyAttempts.Where(a => a.Message == work).ElementAt(1);
+        Assert.That(second.GetRedeliveryCount(), Is.EqualTo(1));
+        Assert.That(await _broker.QueueMessageCountAsync("flaky_error"), Is.Null.Or.EqualTo(0), "nothing may reach the error queue");
+    }
+
+    sealed class EverySecond : MassTransit.Scheduling.DefaultRecurringSchedule
+    {
+        public EverySecond()
+        {
+            CronExpression = "* * * * * ?";
+            ScheduleGroup = "specs";
+        }
+    }
+}

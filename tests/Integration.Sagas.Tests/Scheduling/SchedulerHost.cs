@@ -1,0 +1,103 @@
+using System.Collections.Concurrent;
+using Integration.Sagas.Scheduling;
+using Integration.Testing;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Integration.Sagas.Tests.Scheduling;
+
+public sealed record Reminder(Guid ReminderId, string Text);
+
+public sealed record FlakyWork(Guid WorkId);
+
+public sealed class QuartzDbContext(DbContextOptions<QuartzDbContext> options) : DbContext(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.AddQuartzSchema();
+}
+
+/// <summary>A bus with the durable scheduler on a test's vhost and database; several can run one after another on the same pair.</summary>
+public sealed class SchedulerHost : IAsyncDisposable
+{
+    readonly ServiceProvider _provider;
+
+    SchedulerHost(ServiceProvider provider) => _provider = provider;
+
+    public ConcurrentQueue<ConsumeContext<Reminder>> Reminders { get; } = new();
+    public ConcurrentQueue<ConsumeContext<FlakyWork>> FlakyAttempts { get; } = new();
+    public ITestHarness Harness => _provider.GetRequiredService<ITestHarness>();
+    public IServiceProvider Services => _provider;
+
+    public static async Task CreateSchemaAsync(TestDatabase database)
+    {
+        await using var db = new QuartzDbContext(new DbContextOptionsBuilder<QuartzDbContext>().UseNpgsql(database.ConnectionString).Options);
+        await db.Database.EnsureCreatedAsync();
+    }
+
+    public static async Task<SchedulerHost> StartAsync(TestBroker broker, TestDatabase database)
+    {
+        SchedulerHost? host = null;
+        var provider = new ServiceCollection()
+            .AddMassTransitTestHarness(x =>
+            {
+                x.AddQuartzScheduler(o =>
+                {
+                    o.ConnectionString = database.ConnectionString;
+                    o.CheckinInterval = TimeSpan.FromSeconds(2);
+                    o.CheckinMisfireThreshold = TimeSpan.FromSeconds(4);
+                });
+                x.AddHandler<Reminder>(context =>
+                {
+                    host!.Reminders.Enqueue(context);
+                    return Task.CompletedTask;
+                }).Endpoint(e => e.Name = "reminder");
+                x.AddConsumer<FlakyConsumer, FlakyConsumerDefinition>();
+                x.AddConfigureEndpointsCallback((_, name, e) =>
+                {
+                    if (name == "flaky")
+                        e.UseScheduledRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1)));
+                });
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    broker.ConfigureHost(cfg);
+                    cfg.UseQuartzScheduler(context);
+                    cfg.ConfigureEndpoints(context);
+                });
+            })
+            .AddSingleton(sp => host!)
+            .BuildServiceProvider(true);
+        host = new SchedulerHost(provider);
+        host.Harness.TestTimeout = TimeSpan.FromSeconds(60);
+        await host.Harness.Start();
+        return host;
+    }
+
+    int _disposed;
+
+    public async ValueTask DisposeAsync()
+    {
+        // The container also holds this host (for FlakyConsumer) and disposes it with itself.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            return;
+        await Harness.Stop();
+        await _provider.DisposeAsync();
+    }
+}
+
+/// <summary>Fails the first delivery of each work item, succeeds on the next.</summary>
+public sealed class FlakyConsumer(SchedulerHost host) : IConsumer<FlakyWork>
+{
+    public Task Consume(ConsumeContext<FlakyWork> context)
+    {
+        host.FlakyAttempts.Enqueue(context);
+        if (host.FlakyAttempts.Count(a => a.Message.WorkId == context.Message.WorkId) == 1)
+            throw new InvalidOperationException("first attempt fails on purpose");
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class FlakyConsumerDefinition : ConsumerDefinition<FlakyConsumer>
+{
+    public FlakyConsumerDefinition() => EndpointName = "flaky";
+}
