@@ -9,5 +9,6 @@ public static class HostFeatures
         new Operations.OperationsFeature(),
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
+        new Fulfillment.FulfillmentFeature(),
     ];
 }
