@@ -10,5 +10,6 @@ public static class HostFeatures
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
         new Fulfillment.FulfillmentFeature(),
+        new Choreography.ChoreographyFeature(),
     ];
 }
