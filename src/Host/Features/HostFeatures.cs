@@ -10,6 +10,5 @@ public static class HostFeatures
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
         new Fulfillment.FulfillmentFeature(),
-        new Choreography.ChoreographyFeature(),
     ];
 }
