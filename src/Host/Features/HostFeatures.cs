@@ -9,6 +9,5 @@ public static class HostFeatures
         new Operations.OperationsFeature(),
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
-        new Fulfillment.FulfillmentFeature(),
     ];
 }
