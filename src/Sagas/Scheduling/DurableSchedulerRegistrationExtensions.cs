@@ -78,9 +78,14 @@ public static class DurableSchedulerRegistrationExtensions
     }
 }
 
-/// <summary>Starts Quartz after the bus started and shuts it down when the bus stops.</summary>
+/// <summary>
+/// Starts Quartz after the bus started and shuts it down when the bus stops. The scheduler is kept from the start:
+/// at stop the container may already be disposing, so it is not asked again, and a failure to stop is logged, never thrown.
+/// </summary>
 sealed partial class SchedulerBusObserver(ISchedulerFactory schedulerFactory, ILogger logger) : IBusObserver
 {
+    IScheduler? _scheduler;
+
     public void PostCreate(IBus bus)
     {
     }
@@ -95,6 +100,7 @@ sealed partial class SchedulerBusObserver(ISchedulerFactory schedulerFactory, IL
     {
         var scheduler = await schedulerFactory.GetScheduler().ConfigureAwait(false);
         await scheduler.Start().ConfigureAwait(false);
+        _scheduler = scheduler;
         LogStarted(logger, await scheduler.GetSchedulerInstanceId().ConfigureAwait(false));
     }
 
@@ -102,18 +108,37 @@ sealed partial class SchedulerBusObserver(ISchedulerFactory schedulerFactory, IL
 
     public async Task PreStop(IBus bus)
     {
-        var scheduler = await schedulerFactory.GetScheduler().ConfigureAwait(false);
-        await scheduler.Standby().ConfigureAwait(false);
+        if (_scheduler is not { } scheduler)
+            return;
+        try
+        {
+            await scheduler.Standby().ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is ObjectDisposedException or SchedulerException or InvalidOperationException)
+        {
+            LogStopFailed(logger, exception);
+        }
     }
 
     public async Task PostStop(IBus bus)
     {
-        var scheduler = await schedulerFactory.GetScheduler().ConfigureAwait(false);
-        await scheduler.Shutdown(waitForJobsToComplete: true).ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _scheduler, null) is not { } scheduler)
+            return;
+        try
+        {
+            await scheduler.Shutdown(waitForJobsToComplete: true).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is ObjectDisposedException or SchedulerException or InvalidOperationException)
+        {
+            LogStopFailed(logger, exception);
+        }
     }
 
     public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Durable scheduler started (instance {InstanceId})")]
     static partial void LogStarted(ILogger logger, string instanceId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Durable scheduler did not stop cleanly; its triggers stay in the database")]
+    static partial void LogStopFailed(ILogger logger, Exception exception);
 }
