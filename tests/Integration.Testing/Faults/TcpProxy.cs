@@ -146,7 +146,9 @@ public sealed class TcpProxy : IAsyncDisposable
         try
         {
             // RST rather than FIN: the peer sees the connection die as it would when a broker crashes.
-            client.Client.LingerState = new LingerOption(true, 0);
+            // A pair can be cut twice (a pump ending and Disconnect racing): Close nulls Client, so look before touching it.
+            if (client.Client is { } socket)
+                socket.LingerState = new LingerOption(true, 0);
             client.Close();
         }
         catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
