@@ -9,5 +9,7 @@ public static class HostFeatures
         new Operations.OperationsFeature(),
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
+        new Fulfillment.FulfillmentFeature(),
+        new Choreography.ChoreographyFeature(),
     ];
 }

@@ -18,8 +18,8 @@ public interface IHostFeature
     /// <summary>Adds this feature's entities to the host's <see cref="Persistence.HostDbContext"/>.</summary>
     void ConfigureModel(ModelBuilder modelBuilder) { }
 
-    /// <summary>Registers consumers, sagas and activities with MassTransit.</summary>
-    void AddBus(IBusRegistrationConfigurator bus) { }
+    /// <summary>Registers consumers, sagas and activities with MassTransit; settings come from <paramref name="configuration"/> (features are shared, keep no state).</summary>
+    void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration) { }
 
     /// <summary>Configures receive endpoints or bus-level settings on RabbitMQ.</summary>
     void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus) { }

@@ -20,7 +20,7 @@ public static class MessagingExtensions
         {
             bus.SetKebabCaseEndpointNameFormatter();
             foreach (var feature in features)
-                feature.AddBus(bus);
+                feature.AddBus(bus, builder.Configuration);
 
             bus.UsingRabbitMq((context, rabbit) =>
             {

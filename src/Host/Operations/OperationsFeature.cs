@@ -45,7 +45,7 @@ public sealed class OperationsFeature : IHostFeature
     public void ConfigureModel(ModelBuilder modelBuilder) => ControlAuditLog.ConfigureModel(modelBuilder);
 
     /// <inheritdoc />
-    public void AddBus(IBusRegistrationConfigurator bus)
+    public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(bus);
         bus.AddConsumer<ControlCommandConsumer>().ExcludeFromConfigureEndpoints();

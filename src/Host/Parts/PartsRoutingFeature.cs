@@ -38,7 +38,7 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     }
 
     /// <inheritdoc />
-    public void AddBus(IBusRegistrationConfigurator bus) =>
+    public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration) =>
         bus.AddIntegrationRoutes(routes => routes.From<PartsRequest>("parts-requests", r => r
                 .WireTap("audit")
                 .Validate(m => !string.IsNullOrWhiteSpace(m.RequestId), "requestId is required")

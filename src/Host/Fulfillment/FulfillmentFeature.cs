@@ -1,0 +1,88 @@
+using Integration.Host.Configuration;
+using Integration.Host.Features;
+using Integration.Host.Orders;
+using Integration.Host.Persistence;
+using Integration.Sagas.Postgres;
+using Integration.Sagas.Scheduling;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Integration.Host.Fulfillment;
+
+/// <summary>
+/// The order fulfillment saga (orchestration) with its PostgreSQL repository, the durable Quartz scheduler for its
+/// approval timeout, the simulated downstream services, and <c>POST /api/orders/{id}/approve</c> and <c>/reject</c>.
+/// </summary>
+public sealed class FulfillmentFeature : IHostFeature
+{
+    /// <summary>Request body of <c>/approve</c> and <c>/reject</c> (optional).</summary>
+    public sealed record ApprovalDecision(string? By, string? Reason);
+
+    /// <inheritdoc />
+    public string Name => "fulfillment";
+
+    /// <inheritdoc />
+    public void AddServices(IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.AddValidatedOptions<FulfillmentOptions>(FulfillmentOptions.Section, FulfillmentOptions.Validate);
+        builder.Services.AddScoped<IOrderProgressReader, FulfillmentProgressReader>();
+    }
+
+    /// <inheritdoc />
+    public void ConfigureModel(ModelBuilder modelBuilder)
+    {
+        OrderFulfillmentState.ConfigureModel(modelBuilder);
+        modelBuilder.AddQuartzSchema();
+    }
+
+    /// <inheritdoc />
+    public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        ArgumentNullException.ThrowIfNull(configuration);
+        var concurrencyMode = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>()?.ConcurrencyMode ?? SagaConcurrencyMode.Optimistic;
+        bus.AddQuartzScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
+        bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) =>
+                saga.UseMessageRetry(r => r.Intervals(100, 500, 1000, 5000)))
+            .Endpoint(e => e.Name = "order-fulfillment")
+            .PostgresRepository(o =>
+            {
+                o.UseDbContext<HostDbContext>();
+                o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
+            });
+        bus.AddConsumer<WarehouseService>().Endpoint(e => e.Name = "fulfillment-warehouse");
+        bus.AddConsumer<PurchasingService>().Endpoint(e => e.Name = "fulfillment-purchasing");
+        bus.AddConsumer<InventoryService>().Endpoint(e => e.Name = "fulfillment-inventory");
+    }
+
+    /// <inheritdoc />
+    public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        bus.UseQuartzScheduler(context);
+    }
+
+    /// <inheritdoc />
+    public void MapEndpoints(IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        endpoints.MapPost("/api/orders/{id:guid}/approve", (Guid id, ApprovalDecision? decision, HostDbContext db, IPublishEndpoint publish, CancellationToken ct) =>
+            Decide(id, db, ct, () => publish.Publish(new OrderApproved(id, decision?.By), ct)));
+        endpoints.MapPost("/api/orders/{id:guid}/reject", (Guid id, ApprovalDecision? decision, HostDbContext db, IPublishEndpoint publish, CancellationToken ct) =>
+            Decide(id, db, ct, () => publish.Publish(new OrderRejected(id, decision?.Reason), ct)));
+    }
+
+    static async Task<IResult> Decide(Guid id, HostDbContext db, CancellationToken cancellationToken, Func<Task> publish)
+    {
+        var state = await db.Set<OrderFulfillmentState>().AsNoTracking().Where(s => s.CorrelationId == id).Select(s => s.CurrentState)
+            .SingleOrDefaultAsync(cancellationToken).ConfigureAwait(false);
+        if (state is null)
+            return Results.Problem($"No order {id} in fulfillment", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+        if (state != nameof(OrderFulfillmentStateMachine.AwaitingApproval))
+            return Results.Problem($"Order {id} is {state}, not awaiting approval", statusCode: StatusCodes.Status409Conflict, title: "Not awaiting approval");
+        await publish().ConfigureAwait(false);
+        return Results.Accepted($"/api/orders/{id}", new { orderId = id });
+    }
+}

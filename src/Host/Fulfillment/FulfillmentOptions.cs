@@ -1,0 +1,36 @@
+using System.ComponentModel.DataAnnotations;
+using Integration.Sagas.Postgres;
+
+namespace Integration.Host.Fulfillment;
+
+/// <summary>The order fulfillment saga's settings, bound from <c>Integration:Fulfillment</c> and validated at start.</summary>
+public sealed class FulfillmentOptions
+{
+    /// <summary>Configuration section.</summary>
+    public const string Section = "Integration:Fulfillment";
+
+    /// <summary>Orders whose total quantity exceeds this need regional approval. Default 100.</summary>
+    [Range(0, 1_000_000)] public int ApprovalQuantityLimit { get; set; } = 100;
+
+    /// <summary>How long an order waits for approval before it fails (and its reservation is released). Default 4 hours.</summary>
+    public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(4);
+
+    /// <summary>How the saga repository handles concurrent messages for one order. Default optimistic.</summary>
+    public SagaConcurrencyMode ConcurrencyMode { get; set; } = SagaConcurrencyMode.Optimistic;
+
+    /// <summary>How long each simulated downstream service takes (for demos and crash tests). Default none.</summary>
+    public TimeSpan SimulatedServiceDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Rules the annotations cannot express.</summary>
+    public static string? Validate(FulfillmentOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.ApprovalTimeout < TimeSpan.FromSeconds(1) || options.ApprovalTimeout > TimeSpan.FromDays(30))
+            return $"{Section}:ApprovalTimeout must be between 00:00:01 and 30.00:00:00 (was {options.ApprovalTimeout})";
+        if (options.SimulatedServiceDelay < TimeSpan.Zero || options.SimulatedServiceDelay > TimeSpan.FromMinutes(5))
+            return $"{Section}:SimulatedServiceDelay must be between 00:00:00 and 00:05:00 (was {options.SimulatedServiceDelay})";
+        if (!Enum.IsDefined(options.ConcurrencyMode))
+            return $"{Section}:ConcurrencyMode must be Optimistic or Pessimistic";
+        return null;
+    }
+}
