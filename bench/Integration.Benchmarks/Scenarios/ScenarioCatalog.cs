@@ -11,6 +11,7 @@ public static class ScenarioCatalog
         new RouteScenario(),
         new OutboxScenario(),
         new InboxScenario(),
+        new SagaScenario(),
         new RequestResponseScenario(),
     ];
 }

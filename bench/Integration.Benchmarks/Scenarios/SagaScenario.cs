@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using Integration.Benchmarks.Harness;
+using Integration.Sagas.Postgres;
+using Integration.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Integration.Benchmarks.Scenarios;
+
+public sealed record SagaHit(Guid CorrelationId, int Index);
+
+public sealed class BenchSagaState : SagaStateMachineInstance
+{
+    public Guid CorrelationId { get; set; }
+    public string CurrentState { get; set; } = "";
+    public int Hits { get; set; }
+}
+
+/// <summary>A one-state machine: every hit increments a counter, so the saga's cost is load + update + commit.</summary>
+public sealed class BenchSagaMachine : MassTransitStateMachine<BenchSagaState>
+{
+    public BenchSagaMachine()
+    {
+        InstanceState(x => x.CurrentState);
+        Event(() => Hit, e => e.CorrelateById(m => m.Message.CorrelationId));
+        Initially(When(Hit).Then(c => c.Saga.Hits++).TransitionTo(Active));
+        During(Active, When(Hit).Then(c => c.Saga.Hits++));
+    }
+
+#pragma warning disable CA1822, CS1591
+    public State Active { get; private set; } = null!;
+    public Event<SagaHit> Hit { get; private set; } = null!;
+#pragma warning restore CA1822, CS1591
+}
+
+public sealed class SagaBenchDbContext(DbContextOptions<SagaBenchDbContext> options) : DbContext(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.AddSagaState<BenchSagaState>("bench_sagas", e =>
+        {
+            e.Property(s => s.CorrelationId).HasColumnName("correlation_id");
+            e.Property(s => s.CurrentState).HasColumnName("current_state").HasMaxLength(64);
+            e.Property(s => s.Hits).HasColumnName("hits");
+        });
+}
+
+/// <summary>The baseline: a plain consumer doing the same one-row update the saga does, with no saga machinery.</summary>
+sealed class CounterConsumer(SagaBenchDbContext db) : IConsumer<SagaHit>
+{
+    public async Task Consume(ConsumeContext<SagaHit> context)
+    {
+        var id = context.Message.CorrelationId;
+        var updated = await db.Database.ExecuteSqlAsync($"UPDATE bench_sagas SET hits = hits + 1 WHERE correlation_id = {id}", context.CancellationToken);
+        if (updated != 1)
+            throw new InvalidOperationException($"no row {id}");
+    }
+}
+
+/// <summary>Counts a hit once its whole pipeline finished (the saga committed), whatever retries happened inside.</summary>
+sealed class CommittedHits(Countdown countdown) : IConsumeMessageObserver<SagaHit>
+{
+    public Task PreConsume(ConsumeContext<SagaHit> context) => Task.CompletedTask;
+
+    public Task PostConsume(ConsumeContext<SagaHit> context)
+    {
+        countdown.Signal();
+        return Task.CompletedTask;
+    }
+
+    public Task ConsumeFault(ConsumeContext<SagaHit> context, Exception exception) => Task.CompletedTask;
+}
+
+/// <summary>
+/// Scenario 6: saga events per second on the PostgreSQL repository, optimistic and pessimistic, spread over distinct
+/// instances and all on one hot instance, each against a plain consumer doing the same one-row update in this run.
+/// Instances exist before the run, so every case measures load + update + commit (no inserts).
+/// </summary>
+public sealed class SagaScenario : IScenario
+{
+    enum Processor { PlainConsumer, Optimistic, Pessimistic }
+
+    public string Name => "sagas";
+    public string Description => "saga events/s (optimistic, pessimistic; distinct instances vs one hot instance) vs a plain consumer with one UPDATE";
+
+    public async Task<IReadOnlyList<Result>> RunAsync(BenchContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        // Database-bound: a fraction of the message count keeps the scenario within its share of the 10-minute budget.
+        var distinctCount = Math.Max(100, context.Settings.Count / 20);
+        var hotCount = Math.Max(100, context.Settings.Count / 40);
+        var results = new List<Result>();
+        foreach (var (label, count, instances) in new[] { ("distinct instances", distinctCount, distinctCount), ("one hot instance", hotCount, 1) })
+        {
+            var plain = await Median(context, count, instances, Processor.PlainConsumer);
+            var note = $"{count} events over {instances} instance{(instances == 1 ? "" : "s")}, prefetch {context.Settings.Prefetch}";
+            results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
+            foreach (var mode in new[] { Processor.Optimistic, Processor.Pessimistic })
+            {
+                var rate = await Median(context, count, instances, mode);
+                results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "plain consumer", plain, note));
+            }
+        }
+
+        return results;
+    }
+
+    static async Task<double> Median(BenchContext context, int count, int instances, Processor processor)
+    {
+        await Measure(context, Math.Max(20, count / 10), Math.Min(instances, Math.Max(20, count / 10)), processor);
+        var values = new List<double>();
+        for (var i = 0; i < context.Repeat; i++)
+            values.Add(await Measure(context, count, instances, processor));
+        values.Sort();
+        return values[values.Count / 2];
+    }
+
+    static async Task<double> Measure(BenchContext context, int count, int instances, Processor processor)
+    {
+        await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-saga");
+        await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_saga");
+        var countdown = new Countdown(count);
+        using var host = await StartHost(context, broker, database, processor, countdown);
+
+        var ids = Enumerable.Range(0, instances).Select(_ => NewId.NextGuid()).ToArray();
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>();
+            await db.Database.ExecuteSqlAsync($"INSERT INTO bench_sagas (correlation_id, current_state, hits) SELECT unnest({ids}), 'Active', 0");
+        }
+
+        var bus = host.Services.GetRequiredService<IBus>();
+        var endpoint = await bus.GetSendEndpoint(new Uri("queue:bench-saga"));
+        var stopwatch = Stopwatch.StartNew();
+        await Pump.RunAsync(count, context.Settings.Concurrency, i => endpoint.Send(new SagaHit(ids[i % instances], i)));
+        await countdown.WaitAsync(TimeSpan.FromMinutes(3), $"{processor} over {instances} instance(s)");
+        var rate = count / stopwatch.Elapsed.TotalSeconds;
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            // No lost update, or the figure means nothing.
+            var db = scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>();
+            var total = await db.Set<BenchSagaState>().SumAsync(s => s.Hits);
+            if (total != count)
+                throw new InvalidOperationException($"{processor}: {total} hits recorded for {count} events");
+        }
+
+        await host.StopAsync();
+        return rate;
+    }
+
+    static async Task<IHost> StartHost(BenchContext context, TestBroker broker, TestDatabase database, Processor processor, Countdown countdown)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddDbContext<SagaBenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
+        builder.Services.AddMassTransit(x =>
+        {
+            if (processor == Processor.PlainConsumer)
+                x.AddConsumer<CounterConsumer>().ExcludeFromConfigureEndpoints();
+            else
+                x.AddSagaStateMachine<BenchSagaMachine, BenchSagaState>().PostgresRepository(o =>
+                {
+                    o.UseDbContext<SagaBenchDbContext>();
+                    o.ConcurrencyMode = processor == Processor.Optimistic ? SagaConcurrencyMode.Optimistic : SagaConcurrencyMode.Pessimistic;
+                    o.ConflictRetryLimit = 100;   // one hot instance at prefetch 64 conflicts constantly; nothing may fail
+                }).ExcludeFromConfigureEndpoints();
+            x.UsingRabbitMq((registration, cfg) =>
+            {
+                broker.ConfigureHost(cfg);
+                cfg.PrefetchCount = context.Settings.Prefetch;
+                cfg.ReceiveEndpoint("bench-saga", e =>
+                {
+                    if (processor == Processor.PlainConsumer)
+                        e.ConfigureConsumer<CounterConsumer>(registration);
+                    else
+                        e.ConfigureSaga<BenchSagaState>(registration);
+                });
+            });
+        });
+        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+        var host = builder.Build();
+        host.Services.GetRequiredService<IBus>().ConnectConsumeMessageObserver(new CommittedHits(countdown));
+        await using (var scope = host.Services.CreateAsyncScope())
+            await scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>().Database.EnsureCreatedAsync();
+        await host.StartAsync();
+        return host;
+    }
+}
