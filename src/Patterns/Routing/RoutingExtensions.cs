@@ -33,6 +33,8 @@ public static class RoutingExtensions
     {
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(context);
+        if (context.GetService<RoutingSlips.ItineraryCatalog>() is { } itineraries)
+            RoutingSlips.Itineraries.Publish(itineraries, context.GetRequiredService<RouteControl>());
         var catalog = context.GetService<RouteCatalog>();
         if (catalog is null)
             return;

@@ -1,0 +1,36 @@
+using Integration.Patterns.Routing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Integration.Patterns.RoutingSlips;
+
+/// <summary>Registers itineraries (routing slips over Courier activities).</summary>
+public static class RoutingSlipRegistrationExtensions
+{
+    /// <summary>
+    /// Declares itineraries and registers their activities; validated right here, so a wrong itinerary stops the host
+    /// from starting (<see cref="RouteConfigurationException"/> lists every mistake, naming the itinerary and step).
+    /// Create the activities' endpoints with <c>cfg.ConfigureEndpoints(context)</c>; start slips with <see cref="IItineraries"/>.
+    /// </summary>
+    public static IBusRegistrationConfigurator AddIntegrationItineraries(this IBusRegistrationConfigurator bus, Action<IItinerariesBuilder> itineraries)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        ArgumentNullException.ThrowIfNull(itineraries);
+        var catalog = bus.Where(d => d.ServiceType == typeof(ItineraryCatalog)).Select(d => d.ImplementationInstance).OfType<ItineraryCatalog>().FirstOrDefault();
+        if (catalog is null)
+        {
+            catalog = new ItineraryCatalog(bus);
+            bus.AddSingleton(catalog);
+        }
+
+        itineraries(catalog);
+        var failures = catalog.Validate();
+        if (failures.Count > 0)
+            throw new RouteConfigurationException(failures);
+
+        bus.TryAddSingleton<RouteControl>();
+        bus.TryAddSingleton<IItineraries, Itineraries>();
+        return bus;
+    }
+}
