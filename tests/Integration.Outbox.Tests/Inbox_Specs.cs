@@ -37,6 +37,39 @@ public sealed class Inbox_Specs
     }
 
     [Test]
+    public async Task When_the_consumer_process_is_killed_after_its_commit_should_not_repeat_the_effect_on_redelivery()
+    {
+        // This process only sends (and creates the schema); the consumer is a child process that SIGKILLs itself
+        // right after the inbox transaction committed, before MassTransit could ack the message.
+        await using var sender = await OutboxHost.StartAsync(_broker, _database, relay: false);
+        var card = Guid.NewGuid();
+        var messageId = Guid.NewGuid();
+        using (var first = await ConsumerProcess.StartAsync(_broker, _database, killAfterCommit: true))
+        {
+            await Send(sender, new ChargeCard(card, 40), messageId);
+            Assert.That(await Until(() => first.Process.HasExited, 30), Is.True, () => $"the consumer did not die:\n{first.Output}");
+            Assert.That(first.Printed(ConsumerProcess.Committed), Is.True, () => $"precondition: killed after the commit:\n{first.Output}");
+        }
+
+        Assert.That(await sender.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(1), "precondition: the first delivery committed its effect");
+        Assert.That(await Eventually.TrueAsync(async () => await _broker.QueueMessageCountAsync("charges") == 1, TimeSpan.FromSeconds(20)), Is.True,
+            "precondition: the broker still holds the unacknowledged message after the kill");
+
+        using var second = await ConsumerProcess.StartAsync(_broker, _database, killAfterCommit: false);
+        Assert.That(await Eventually.TrueAsync(async () => await _broker.QueueMessageCountAsync("charges") == 0 && second.Printed("already consumed"),
+            TimeSpan.FromSeconds(30)), Is.True, () => $"the redelivery was not acknowledged as a duplicate:\n{second.Output}");
+        Assert.That(await Until(() => sender.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NOT NULL").Result == 1), Is.True,
+            "the CardCharged committed with the first delivery was not delivered");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await sender.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(1), "the redelivery charged the card again");
+            Assert.That(await sender.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.EqualTo(1), "CardCharged written twice");
+            Assert.That(await sender.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states"), Is.EqualTo(1));
+            Assert.That(await _broker.QueueMessageCountAsync("charges_error") ?? 0, Is.Zero, "the redelivery must succeed as a duplicate");
+        });
+    }
+
+    [Test]
     public async Task When_the_consumer_crashes_after_its_commit_should_not_repeat_the_effect_on_redelivery()
     {
         var crash = new CrashOnceAfterCommit { Enabled = true };
