@@ -122,7 +122,8 @@ public sealed class OutboxHost : IAsyncDisposable
     public Received Received => _host.Services.GetRequiredService<Received>();
 
     public static async Task<OutboxHost> StartAsync(TestBroker broker, TestDatabase database, bool relay = true, bool consume = false,
-        Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null)
+        Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null,
+        bool busOutbox = false)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -137,6 +138,8 @@ public sealed class OutboxHost : IAsyncDisposable
         });
         builder.Services.AddMassTransit(x =>
         {
+            if (busOutbox)
+                x.AddIntegrationBusOutbox();
             if (consume)
                 x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e =>
                 {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Integration.Outbox.Writing;
 using Integration.Testing;
 using Integration.Testing.Faults;
+using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
@@ -68,6 +69,48 @@ public sealed class Outbox_Specs
         Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(marker[0])), Is.True);
         Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 1 }), "the rolled-back message reached the broker");
         Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task When_an_injected_publish_endpoint_is_used_outside_a_consumer_should_deliver_only_what_committed()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, busOutbox: true);
+        var committed = Guid.NewGuid();
+        var sent = Guid.NewGuid();
+        var abandoned = Guid.NewGuid();
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            // What an HTTP handler does: business data and IPublishEndpoint/ISendEndpointProvider, one SaveChanges.
+            var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "published" });
+            await scope.ServiceProvider.GetRequiredService<MassTransit.IPublishEndpoint>()
+                .Publish(new WidgetCreated(Guid.NewGuid(), "published", 1), c => c.MessageId = committed);
+            var endpoint = await scope.ServiceProvider.GetRequiredService<MassTransit.ISendEndpointProvider>().GetSendEndpoint(new Uri("queue:widgets"));
+            await endpoint.Send(new WidgetCreated(Guid.NewGuid(), "sent", 2), c => c.MessageId = sent);
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+            Assert.That(host.Received.Total, Is.Zero, "a message left before the commit");
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            scope.ServiceProvider.GetRequiredService<ShopDbContext>().Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "abandoned" });
+            await scope.ServiceProvider.GetRequiredService<MassTransit.IPublishEndpoint>()
+                .Publish(new WidgetCreated(Guid.NewGuid(), "abandoned", 3), c => c.MessageId = abandoned);
+        }
+
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(committed) && host.Received.ByMessageId.ContainsKey(sent)), Is.True,
+            "the committed publish and send were not delivered with their MessageIds");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE destination IS NULL"), Is.EqualTo(1), "the publish must be stored as a publish");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE destination LIKE '%widgets%'"), Is.EqualTo(1), "the send keeps its destination");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(1));
+        });
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        Assert.That(host.Received.ByMessageId.ContainsKey(abandoned), Is.False, "a message of a scope that never saved reached the broker");
+        Assert.That(host.Received.Total, Is.EqualTo(2));
     }
 
     [Test]

@@ -44,6 +44,12 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
         where T : class
     {
         ArgumentNullException.ThrowIfNull(message);
+        return Add(destination, message, message.GetType(), Guid.CreateVersion7(), correlationId);
+    }
+
+    /// <summary>Adds one message to this scope's outbox transaction (the bus outbox's seam: MessageId chosen by the caller).</summary>
+    internal Guid Add(string? destination, object message, Type messageType, Guid messageId, Guid? correlationId)
+    {
         var now = time.GetUtcNow();
         if (_transaction is null || db.Entry(_transaction).State is EntityState.Detached or EntityState.Unchanged)
         {
@@ -52,18 +58,17 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
             db.Add(_transaction);
         }
 
-        var id = Guid.CreateVersion7();
         db.Add(new OutboxMessage
         {
             TransactionId = _transaction.Id,
-            MessageId = id,
+            MessageId = messageId,
             Destination = destination,
-            MessageType = message.GetType().AssemblyQualifiedName ?? throw new ArgumentException("The message type has no name", nameof(message)),
-            Body = JsonSerializer.Serialize(message, message.GetType(), Json),
+            MessageType = messageType.AssemblyQualifiedName ?? throw new ArgumentException("The message type has no name", nameof(messageType)),
+            Body = JsonSerializer.Serialize(message, messageType, Json),
             CorrelationId = correlationId,
             CreatedAt = now,
         });
-        return id;
+        return messageId;
     }
 }
 
