@@ -32,13 +32,14 @@ public static class BusOutboxRegistrationExtensions
 /// <summary>Chooses, per scope, between the consume context (inside a consumer) and the outbox (everywhere else).</summary>
 sealed class OutboxScopedBusContextProvider : IScopedBusContextProvider<IBus>
 {
-    public OutboxScopedBusContextProvider(IServiceProvider provider, IBus bus, IOutbox outbox)
+    public OutboxScopedBusContextProvider(IServiceProvider provider, IBus bus)
     {
         // MassTransit's own provider decides whether this scope belongs to a consumer; keep its context there.
         var inner = ActivatorUtilities.CreateInstance<ScopedBusContextProvider<IBus>>(provider, bus);
         Context = inner.Context is ConsumeContextScopedBusContext or ConsumeContextScopedBusContext<IBus>
             ? inner.Context
-            : new OutboxScopedBusContext(bus, (EntityFrameworkOutbox)outbox, inner.Context.ClientFactory, provider);
+            : new OutboxScopedBusContext(bus, provider.GetService<IOutbox>() as EntityFrameworkOutbox
+                ?? throw new InvalidOperationException("AddIntegrationBusOutbox needs services.AddIntegrationOutbox<TDbContext>()"), inner.Context.ClientFactory, provider);
     }
 
     public ScopedBusContext Context { get; }
