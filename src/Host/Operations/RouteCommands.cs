@@ -17,6 +17,8 @@ public static class RouteCommands
             steps = route.Steps,
             switches = control.Switches.Where(s => s.Route == route.Name).Select(s => new { s.Name, s.Kind, s.Enabled }),
             routingTables = control.RoutingTables.Where(t => t.Route == route.Name).Select(t => new { t.Name, table = t.Describe() }),
+            rateLimit = control.RateLimits.Where(r => r.Route == route.Name).Select(r => new { r.Messages, intervalSeconds = r.Interval.TotalSeconds, r.PerSecond })
+                .FirstOrDefault(),
         });
     }
 
@@ -58,8 +60,32 @@ public static class RouteCommands
                 : new ControlResult(ControlOutcome.Invalid, $"Routing table not replaced: {string.Join("; ", failures)}"));
         }));
 
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("route.rate-limit", ControlRole.Operator, (command, _) =>
+        {
+            var control = sp.GetService<RouteControl>();
+            var interval = command.Argument("intervalSeconds") ?? "1";
+            if (control is null || string.IsNullOrWhiteSpace(command.Target)
+                || !int.TryParse(command.Argument("messages"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var messages)
+                || !double.TryParse(interval, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+                || !double.IsFinite(seconds) || seconds > 3600)
+            {
+                return Task.FromResult(new ControlResult(ControlOutcome.Invalid,
+                    "route.rate-limit needs the route as target and arguments 'messages' (a whole number) and 'intervalSeconds' (default 1, at most 3600)"));
+            }
+
+            if (control.RateLimits.All(r => r.Route != command.Target))
+                return Task.FromResult(new ControlResult(ControlOutcome.NotFound, control.SetRateLimit(command.Target, messages, TimeSpan.FromSeconds(seconds))[0]));
+            var failures = control.SetRateLimit(command.Target, messages, TimeSpan.FromSeconds(seconds));
+            return Task.FromResult(failures.Count == 0
+                ? ControlResult.Ok($"Route '{command.Target}': at most {messages} message(s) per {seconds} s")
+                : new ControlResult(ControlOutcome.Invalid, $"Rate limit not changed: {string.Join("; ", failures)}"));
+        }));
+
         return services;
     }
+
+    /// <summary>Body of <c>PUT /api/control/routes/{route}/rate-limit</c>: <paramref name="Messages"/> per <paramref name="IntervalSeconds"/> (default 1).</summary>
+    public sealed record RateLimitRequest(int Messages, double? IntervalSeconds);
 
     /// <summary>Body of <c>PUT /api/control/routes/{route}/tables/{router}</c>.</summary>
     public sealed record RoutingTableRequest(Dictionary<string, string>? Keys, string? Otherwise);
@@ -81,6 +107,12 @@ public static class RouteCommands
                 arguments["otherwise"] = body.Otherwise;
             return ControlBusEndpoints.Run(http, bus, auth, new ControlCommand("route.table", route, arguments));
         });
+        control.MapPut("/routes/{route}/rate-limit", (HttpContext http, ControlBus bus, ControlAuthorization auth, string route, RateLimitRequest body) =>
+            ControlBusEndpoints.Run(http, bus, auth, new ControlCommand("route.rate-limit", route, new Dictionary<string, string>
+            {
+                ["messages"] = body.Messages.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["intervalSeconds"] = (body.IntervalSeconds ?? 1).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            })));
         return control;
     }
 }

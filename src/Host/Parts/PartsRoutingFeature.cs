@@ -37,8 +37,14 @@ public sealed partial class PartsRoutingFeature : IHostFeature
         builder.Services.AddHostedService<DestinationQueues>();
     }
 
+    /// <summary>Default rate limit of <c>parts-requests</c> (messages per second); <c>Integration:Parts:RateLimitPerSecond</c>, changed at run time by the control bus.</summary>
+    public const int DefaultRateLimitPerSecond = 1000;
+
     /// <inheritdoc />
-    public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration) =>
+    public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var perSecond = configuration.GetValue("Integration:Parts:RateLimitPerSecond", DefaultRateLimitPerSecond);
         bus.AddIntegrationRoutes(routes => routes.From<PartsRequest>("parts-requests", r => r
                 .WireTap("audit")
                 .Validate(m => !string.IsNullOrWhiteSpace(m.RequestId), "requestId is required")
@@ -52,7 +58,9 @@ public sealed partial class PartsRoutingFeature : IHostFeature
             {
                 endpoint.RawJson = true;
                 endpoint.MaxBodyBytes = MaxRequestBytes;
+                endpoint.RateLimit(perSecond, TimeSpan.FromSeconds(1));   // a bad value stops the host naming the route and RateLimit
             }));
+    }
 
     /// <inheritdoc />
     public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)

@@ -90,8 +90,11 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
     {
         var pipe = steps.Build(control, services, 0);
         control.AddRoute(new RouteDescription(queue, typeof(TMessage).Name, steps.Describe(0).ToList()));
+        var rateLimit = options.RateLimitSetting is { } rate ? control.AddRateLimit(queue, rate.Messages, rate.Interval) : null;
         configurator.ReceiveEndpoint(queue, endpoint =>
         {
+            if (rateLimit is not null)
+                endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
             options.Apply(endpoint);
             var maxBody = options.MaxBodyBytes;
             endpoint.Handler<TMessage>(context =>

@@ -52,6 +52,27 @@ public sealed class RouteControl
     readonly ConcurrentDictionary<(string Route, string Name), RouteSwitch> _switches = new();
     readonly ConcurrentDictionary<(string Route, string Name), IReplaceableRoutingTable> _tables = new();
     readonly ConcurrentDictionary<string, RouteDescription> _routes = new(StringComparer.Ordinal);
+    readonly ConcurrentDictionary<string, Throttling.RouteRateLimit> _rateLimits = new(StringComparer.Ordinal);
+
+    /// <summary>Every route's rate limit (routes declared with <c>RateLimit(...)</c>).</summary>
+    public IReadOnlyList<Throttling.RouteRateLimit> RateLimits => _rateLimits.Values.OrderBy(r => r.Route, StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// Changes a route's rate limit while it runs. Returns the mistakes (nothing changes then); a route without a rate
+    /// limit answers with its name in the failure.
+    /// </summary>
+    public IReadOnlyList<string> SetRateLimit(string route, int messages, TimeSpan interval)
+    {
+        if (!_rateLimits.TryGetValue(route, out var limit))
+            return [$"Route '{route}' has no rate limit; routes with one: {string.Join(", ", _rateLimits.Keys.Order(StringComparer.Ordinal))}"];
+        var failures = Throttling.RouteRateLimit.Validate(messages, interval).ToList();
+        if (failures.Count == 0)
+            limit.Set(messages, interval);
+        return failures;
+    }
+
+    internal Throttling.RouteRateLimit AddRateLimit(string route, int messages, TimeSpan interval) =>
+        _rateLimits.GetOrAdd(route, _ => new Throttling.RouteRateLimit(route, messages, interval));
 
     /// <summary>Every route that has been built, by name.</summary>
     public IReadOnlyList<RouteDescription> Routes => _routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToList();

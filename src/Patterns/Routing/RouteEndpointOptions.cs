@@ -35,6 +35,18 @@ public sealed class RouteEndpointOptions
         return this;
     }
 
+    /// <summary>
+    /// Throttler: at most <paramref name="messages"/> per <paramref name="interval"/>, spaced evenly; the control bus can
+    /// change it while the route runs (<c>route.rate-limit</c>). Messages over the rate wait; none is dropped.
+    /// </summary>
+    public RouteEndpointOptions RateLimit(int messages, TimeSpan interval)
+    {
+        RateLimitSetting = (messages, interval);
+        return this;
+    }
+
+    internal (int Messages, TimeSpan Interval)? RateLimitSetting { get; private set; }
+
     /// <summary>Stops consuming for <paramref name="resetInterval"/> when <paramref name="tripThresholdPercent"/>% of recent messages failed.</summary>
     public RouteEndpointOptions CircuitBreaker(int tripThresholdPercent, TimeSpan resetInterval)
     {
@@ -55,6 +67,12 @@ public sealed class RouteEndpointOptions
                 yield return $"Retry limit must be 1 to 100, not {limit}";
             if (_retryMin <= TimeSpan.Zero || _retryMax < _retryMin)
                 yield return $"Retry intervals must satisfy 0 < min <= max (min {_retryMin}, max {_retryMax})";
+        }
+
+        if (RateLimitSetting is { } rate)
+        {
+            foreach (var failure in Throttling.RouteRateLimit.Validate(rate.Messages, rate.Interval))
+                yield return $"RateLimit: {failure}";
         }
 
         if (_tripThreshold is { } trip && (trip is < 1 or > 100 || _resetInterval <= TimeSpan.Zero))

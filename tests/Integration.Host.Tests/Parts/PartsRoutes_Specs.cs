@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -191,6 +192,43 @@ public sealed class PartsRoutes_Specs
         Assert.That(body.GetProperty("detail").GetString(), Does.Contain("Otherwise"));
         await Publish(Request(Guid.NewGuid().ToString(), "truck-4", "electronics"));
         Assert.That(await Take("parts-electronics"), Is.Not.Null, "the old table must still be in force");
+    }
+
+    [Test]
+    public async Task When_an_operator_changes_the_rate_limit_should_throttle_at_the_new_rate_and_list_it()
+    {
+        var (status, _) = await _host.Send(HttpMethod.Put, "/api/control/routes/parts-requests/rate-limit", ControlHost.OperatorKey, new { messages = 5 });
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
+        var (_, routes) = await _host.Send(HttpMethod.Get, "/api/control/routes", ControlHost.ViewerKey);
+        var parts = routes.GetProperty("data").GetProperty("routes").EnumerateArray().Single(r => r.GetProperty("route").GetString() == "parts-requests");
+        Assert.That(parts.GetProperty("rateLimit").GetProperty("messages").GetInt32(), Is.EqualTo(5));
+
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < 6; i++)
+            await Publish(Request(Guid.NewGuid().ToString(), "truck-8", "electronics"));
+
+        Assert.That(await Eventually.TrueAsync(async () => await _host.Broker.QueueMessageCountAsync("parts-electronics") == 6, TimeSpan.FromSeconds(20)), Is.True,
+            "every throttled request must still be routed");
+        Assert.That(stopwatch.Elapsed, Is.GreaterThan(TimeSpan.FromMilliseconds(900)), "6 requests at 5/s need 5 spacings of 200 ms");
+    }
+
+    [Test]
+    public async Task When_a_rate_limit_change_is_wrong_or_not_allowed_should_refuse_it_and_keep_the_old_one()
+    {
+        var (viewer, _) = await _host.Send(HttpMethod.Put, "/api/control/routes/parts-requests/rate-limit", ControlHost.ViewerKey, new { messages = 1 });
+        var (zero, zeroBody) = await _host.Send(HttpMethod.Put, "/api/control/routes/parts-requests/rate-limit", ControlHost.OperatorKey, new { messages = 0 });
+        var (unknown, unknownBody) = await _host.Send(HttpMethod.Put, "/api/control/routes/nowhere/rate-limit", ControlHost.OperatorKey, new { messages = 10 });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(viewer, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That(zero, Is.EqualTo(HttpStatusCode.BadRequest));
+            Assert.That(zeroBody.GetProperty("detail").GetString(), Does.Contain("at least 1 message per interval"));
+            Assert.That(unknown, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That(unknownBody.GetProperty("detail").GetString(), Does.Contain("Route 'nowhere' has no rate limit; routes with one: parts-requests"));
+        });
+        var control = _host.Services.GetRequiredService<Integration.Patterns.Routing.RouteControl>();
+        Assert.That(control.RateLimits.Single().Messages, Is.EqualTo(Integration.Host.Parts.PartsRoutingFeature.DefaultRateLimitPerSecond));
     }
 
     [Test]
