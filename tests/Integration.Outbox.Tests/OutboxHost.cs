@@ -96,6 +96,7 @@ public sealed class ShopDbContext(DbContextOptions<ShopDbContext> options) : DbC
 public sealed class Received
 {
     public ConcurrentDictionary<Guid, int> ByMessageId { get; } = new();
+    public ConcurrentDictionary<Guid, string> TraceIds { get; } = new();
     public ConcurrentQueue<(Guid MessageId, WidgetCreated Message, DateTimeOffset At)> InOrder { get; } = new();
     public int Total => ByMessageId.Values.Sum();
 }
@@ -105,6 +106,8 @@ public sealed class WidgetCreatedConsumer(Received received) : IConsumer<WidgetC
     public Task Consume(ConsumeContext<WidgetCreated> context)
     {
         received.ByMessageId.AddOrUpdate(context.MessageId!.Value, 1, (_, n) => n + 1);
+        if (System.Diagnostics.Activity.Current is { } activity)
+            received.TraceIds[context.MessageId!.Value] = activity.TraceId.ToString();
         received.InOrder.Enqueue((context.MessageId!.Value, context.Message, DateTimeOffset.UtcNow));
         return Task.CompletedTask;
     }

@@ -114,6 +114,31 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_a_message_is_written_inside_a_trace_should_be_consumed_in_that_trace()
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = _ => true,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var requests = new ActivitySource("Integration.Outbox.Tests.Requests");
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+
+        string traceId;
+        List<Guid> ids;
+        using (var request = requests.StartActivity("POST /api/widgets", ActivityKind.Server))
+        {
+            traceId = request!.TraceId.ToString();
+            ids = await host.WriteAsync(1);
+        }
+
+        Assert.That(await Until(() => host.Received.TraceIds.ContainsKey(ids[0])), Is.True, "not consumed");
+        Assert.That(host.Received.TraceIds[ids[0]], Is.EqualTo(traceId),
+            "the consumer must run in the trace of the request that committed the message, across the outbox and the broker");
+    }
+
+    [Test]
     public async Task When_no_relay_ran_at_commit_should_deliver_everything_once_a_relay_starts()
     {
         // The subscriber exists first: a publish that no queue is bound to is dropped by the broker, outbox or not.

@@ -60,6 +60,15 @@ public sealed class OutboxMessage
     /// <summary>When it was written.</summary>
     public DateTimeOffset CreatedAt { get; set; }
 
+    /// <summary>
+    /// W3C <c>traceparent</c> of the activity that wrote it (e.g. the HTTP request), so the relay's send continues that
+    /// trace: one trace from the request through the outbox, the broker and every consumer.
+    /// </summary>
+    public string? TraceParent { get; set; }
+
+    /// <summary>W3C <c>tracestate</c> that came with <see cref="TraceParent"/>.</summary>
+    public string? TraceState { get; set; }
+
     /// <summary>When the broker confirmed it.</summary>
     public DateTimeOffset? DeliveredAt { get; set; }
 }
@@ -102,6 +111,8 @@ public static class OutboxModelBuilderExtensions
             e.Property(x => x.CorrelationId).HasColumnName("correlation_id");
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
             e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
+            e.Property(x => x.TraceParent).HasColumnName("trace_parent").HasMaxLength(128);
+            e.Property(x => x.TraceState).HasColumnName("trace_state").HasMaxLength(512);
             e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction");
             e.HasOne<OutboxTransaction>().WithMany().HasForeignKey(x => x.TransactionId).OnDelete(DeleteBehavior.Cascade);
         });

@@ -9,7 +9,7 @@ public static class OutboxDiagnostics
     /// <summary>Name of the Meter and ActivitySource.</summary>
     public const string Name = "Integration.Outbox";
 
-    /// <summary>Trace source: one span per delivered transaction.</summary>
+    /// <summary>Trace source: one <c>outbox send</c> span per message, a child of the span that wrote the message.</summary>
     public static readonly ActivitySource Source = new(Name);
 
     static readonly Meter Meter = new(Name);

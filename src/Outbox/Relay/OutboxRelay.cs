@@ -106,7 +106,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                                  WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
                                  ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED)
                     RETURNING id, sequence)
-                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at
+                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at, m.trace_parent, m.trace_state
                 FROM claimed c LEFT JOIN outbox_messages m ON m.transaction_id = c.id AND m.delivered_at IS NULL
                 ORDER BY c.sequence, m.sequence
                 """, connection);
@@ -131,6 +131,8 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                     Body = reader.GetString(5),
                     CorrelationId = reader.IsDBNull(6) ? null : reader.GetGuid(6),
                     CreatedAt = reader.GetFieldValue<DateTimeOffset>(7),
+                    TraceParent = reader.IsDBNull(8) ? null : reader.GetString(8),
+                    TraceState = reader.IsDBNull(9) ? null : reader.GetString(9),
                 });
             }
         }
@@ -146,8 +148,6 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             {
                 try
                 {
-                    using var activity = OutboxDiagnostics.Source.StartActivity("outbox deliver", ActivityKind.Producer);
-                    activity?.SetTag("integration.outbox.transaction", transactionId);
                     foreach (var message in byTransaction[transactionId])
                         await SendAsync(message, settings.SendTimeout, ct).ConfigureAwait(false);
                     lock (delivered)
@@ -200,6 +200,13 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: the body is null");
         using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeoutSource.CancelAfter(timeout);
+
+        // Continue the writer's trace (the HTTP request, the consumer): MassTransit's send span becomes its grandchild.
+        using var activity = message.TraceParent is { } parent && ActivityContext.TryParse(parent, message.TraceState, out var context)
+            ? OutboxDiagnostics.Source.StartActivity("outbox send", ActivityKind.Producer, context)
+            : OutboxDiagnostics.Source.StartActivity("outbox send", ActivityKind.Producer);
+        activity?.SetTag("messaging.message.id", message.MessageId.ToString());
+        activity?.SetTag("integration.outbox.transaction", message.TransactionId);
 
         void Stamp(SendContext send)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Integration.Outbox.Model;
 using Microsoft.EntityFrameworkCore;
@@ -67,6 +68,8 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
             Body = JsonSerializer.Serialize(message, messageType, Json),
             CorrelationId = correlationId,
             CreatedAt = now,
+            TraceParent = Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null,
+            TraceState = Activity.Current?.TraceStateString,
         });
         return messageId;
     }
