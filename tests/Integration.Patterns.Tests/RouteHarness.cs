@@ -69,11 +69,13 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
 
     /// <summary>Starts a bus with <paramref name="routes"/> and capturing endpoints on <paramref name="destinations"/>.</summary>
     public static async Task<RouteHarness<TOut>> StartAsync(ITransport transport, Action<IRouteBuilder> routes, string[] destinations,
-        Action<IBusFactoryConfigurator>? configure = null)
+        Action<IBusFactoryConfigurator>? configure = null, Action<IServiceCollection>? services = null)
     {
         var harness = new RouteHarness<TOut>(transport);
         await transport.StartAsync();
-        harness._provider = new ServiceCollection()
+        var collection = new ServiceCollection();
+        services?.Invoke(collection);
+        harness._provider = collection
             .AddMassTransitTestHarness(x =>
             {
                 x.AddIntegrationRoutes(routes);
