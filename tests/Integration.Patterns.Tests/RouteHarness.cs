@@ -31,6 +31,9 @@ public sealed class RabbitMq : ITransport
 {
     TestBroker? _broker;
 
+    /// <summary>This spec's virtual host.</summary>
+    public TestBroker Broker => _broker ?? throw new InvalidOperationException("Not started");
+
     public async Task StartAsync() => _broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
 
     public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>
@@ -69,11 +72,13 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
 
     /// <summary>Starts a bus with <paramref name="routes"/> and capturing endpoints on <paramref name="destinations"/>.</summary>
     public static async Task<RouteHarness<TOut>> StartAsync(ITransport transport, Action<IRouteBuilder> routes, string[] destinations,
-        Action<IBusFactoryConfigurator>? configure = null)
+        Action<IBusFactoryConfigurator>? configure = null, Action<IServiceCollection>? services = null)
     {
         var harness = new RouteHarness<TOut>(transport);
         await transport.StartAsync();
-        harness._provider = new ServiceCollection()
+        var collection = new ServiceCollection();
+        services?.Invoke(collection);
+        harness._provider = collection
             .AddMassTransitTestHarness(x =>
             {
                 x.AddIntegrationRoutes(routes);
@@ -111,6 +116,14 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
         await Eventually.TrueAsync(() => Task.FromResult(At(queue).Count >= count), TimeSpan.FromSeconds(seconds));
         return At(queue);
     }
+
+    /// <summary>The transport this harness runs on.</summary>
+    public ITransport Transport => _transport;
+
+    /// <summary>On RabbitMQ: waits until <paramref name="queue"/> holds <paramref name="count"/> messages and returns true; on other transports: true.</summary>
+    public async Task<bool> QueueHolds(string queue, long count, double seconds = 10) =>
+        _transport is not RabbitMq rabbit
+        || await Eventually.TrueAsync(async () => await rabbit.Broker.QueueMessageCountAsync(queue) == count, TimeSpan.FromSeconds(seconds));
 
     /// <summary>True when the route faulted the message (it went to the route's error queue).</summary>
     public Task<bool> Faulted<T>()

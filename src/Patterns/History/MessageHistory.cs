@@ -64,6 +64,20 @@ public sealed class MessageHistory
         }
     }
 
+    /// <summary>Drops the hops after the first <paramref name="count"/> (a splitter gives each part the history up to the split).</summary>
+    internal void TruncateTo(int count)
+    {
+        lock (_entries)
+        {
+            if (count >= 0 && _entries.Count > count)
+                _entries.RemoveRange(count, _entries.Count - count);
+        }
+    }
+
+    /// <summary>A history of one hop, for messages sent outside any consumed message (an aggregator's timeout).</summary>
+    internal static string Single(string step) =>
+        JsonSerializer.Serialize(new[] { new MessageHistoryEntry(step, Node, DateTimeOffset.UtcNow) }, Json);
+
     /// <summary>The header value.</summary>
     public string ToJson()
     {

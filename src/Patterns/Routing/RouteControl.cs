@@ -52,6 +52,7 @@ public sealed class RouteControl
     readonly ConcurrentDictionary<(string Route, string Name), RouteSwitch> _switches = new();
     readonly ConcurrentDictionary<(string Route, string Name), IReplaceableRoutingTable> _tables = new();
     readonly ConcurrentDictionary<string, RouteDescription> _routes = new(StringComparer.Ordinal);
+    readonly ConcurrentQueue<IRouteWorker> _workers = new();
     readonly ConcurrentDictionary<string, Throttling.RouteRateLimit> _rateLimits = new(StringComparer.Ordinal);
 
     /// <summary>Every route's rate limit (routes declared with <c>RateLimit(...)</c>).</summary>
@@ -99,6 +100,15 @@ public sealed class RouteControl
         _switches.GetOrAdd((route, name), _ => new RouteSwitch(route, name, kind, enabled));
 
     internal void AddRoutingTable(IReplaceableRoutingTable table) => _tables[(table.Route, table.Name)] = table;
+
+    /// <summary>Registers background work of a step (started with the bus, stopped before it); call from <c>Build</c>.</summary>
+    public void AddWorker(IRouteWorker worker)
+    {
+        ArgumentNullException.ThrowIfNull(worker);
+        _workers.Enqueue(worker);
+    }
+
+    internal IReadOnlyList<IRouteWorker> Workers => _workers.ToList();
 
     internal void AddRoute(RouteDescription description) => _routes[description.Name] = description;
 }

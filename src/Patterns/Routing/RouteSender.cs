@@ -43,10 +43,12 @@ public static class RouteSender
         ArgumentNullException.ThrowIfNull(message);
         var history = MessageHistory.Of(context).ToJson();
         var envelope = RouteEnvelope.Of(context);
+        var sequence = Splitting.MessageSequence.Of(context);
         var endpoint = await context.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
             send.Headers.Set(MessageHistory.Header, history);
+            sequence?.WriteTo(send.Headers);
             envelope.ApplyTo(send);
             configure?.Invoke(send);
         }), cancellationToken == default ? context.CancellationToken : cancellationToken).ConfigureAwait(false);
@@ -66,6 +68,7 @@ public static class RouteSender
         ArgumentNullException.ThrowIfNull(message);
         var history = MessageHistory.Of(context).ToJson();
         var envelope = RouteEnvelope.Of(context);
+        var sequence = Splitting.MessageSequence.Of(context);
         var bus = (IBus?)services.GetService(typeof(IBus)) ?? throw new InvalidOperationException("The bus is not registered");
         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
@@ -77,6 +80,7 @@ public static class RouteSender
             if (context.CorrelationId is { } correlation)
                 send.CorrelationId = correlation;
             send.Headers.Set(MessageHistory.Header, history);
+            sequence?.WriteTo(send.Headers);
             envelope.ApplyTo(send);
             configure?.Invoke(send);
         }), context.CancellationToken).ConfigureAwait(false);

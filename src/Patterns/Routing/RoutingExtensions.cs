@@ -42,7 +42,15 @@ public static class RoutingExtensions
         if (failures.Count > 0)
             throw new RouteConfigurationException(failures);
         var control = context.GetRequiredService<RouteControl>();
+        var before = control.Workers.Count;
         foreach (var route in catalog.Routes)
             route.Configure(configurator, control, context);
+        var workers = control.Workers.Skip(before).ToList();
+        if (workers.Count > 0)
+        {
+            if (configurator is not IBusObserverConnector observers)
+                throw new RouteConfigurationException(workers.Select(w => $"{w.Name}: needs background work, so call ConfigureIntegrationRoutes on the bus configurator (UsingRabbitMq/UsingInMemory), not on a receive endpoint").ToList());
+            observers.ConnectBusObserver(new RouteWorkerObserver(workers));
+        }
     }
 }
