@@ -138,6 +138,57 @@ public sealed class Outbox_Specs
             "the consumer must run in the trace of the request that committed the message, across the outbox and the broker");
     }
 
+    sealed class CommandRecorder : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor
+    {
+        public List<string> Commands { get; } = [];
+
+        public override ValueTask<System.Data.Common.DbDataReader> ReaderExecutedAsync(System.Data.Common.DbCommand command,
+            Microsoft.EntityFrameworkCore.Diagnostics.CommandExecutedEventData eventData, System.Data.Common.DbDataReader result, CancellationToken cancellationToken = default)
+        {
+            Commands.Add(command.CommandText);
+            return base.ReaderExecutedAsync(command, eventData, result, cancellationToken);
+        }
+
+        public override ValueTask<int> NonQueryExecutedAsync(System.Data.Common.DbCommand command,
+            Microsoft.EntityFrameworkCore.Diagnostics.CommandExecutedEventData eventData, int result, CancellationToken cancellationToken = default)
+        {
+            Commands.Add(command.CommandText);
+            return base.NonQueryExecutedAsync(command, eventData, result, cancellationToken);
+        }
+    }
+
+    [Test]
+    public async Task When_a_save_writes_outbox_messages_should_notify_in_the_same_batch_and_only_at_commit()
+    {
+        var recorder = new CommandRecorder();
+        var options = new DbContextOptionsBuilder<ShopDbContext>().UseNpgsql(_database.ConnectionString)
+            .AddInterceptors(new OutboxNotifyInterceptor(), recorder).Options;
+        await using var db = new ShopDbContext(options);
+        await db.Database.EnsureCreatedAsync();
+        await using var listener = new Npgsql.NpgsqlConnection(_database.ConnectionString);
+        await listener.OpenAsync();
+        var notified = 0;
+        listener.Notification += (_, _) => Interlocked.Increment(ref notified);
+        await using (var listen = new Npgsql.NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", listener))
+            await listen.ExecuteNonQueryAsync();
+        recorder.Commands.Clear();
+
+        await using (var transaction = await db.Database.BeginTransactionAsync())
+        {
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "w" });
+            new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "w", 1));
+            await db.SaveChangesAsync();
+            await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
+            Assert.That(Volatile.Read(ref notified), Is.Zero, "the NOTIFY must wait for the commit");
+            await transaction.CommitAsync();
+        }
+
+        Assert.That(await listener.WaitAsync(TimeSpan.FromSeconds(5)), Is.True, "no NOTIFY after the commit");
+        Assert.That(recorder.Commands.Count(c => c.Contains("pg_notify", StringComparison.Ordinal)), Is.EqualTo(1));
+        Assert.That(recorder.Commands.Single(c => c.Contains("pg_notify", StringComparison.Ordinal)), Does.Contain("outbox_messages"),
+            "the NOTIFY rides in the INSERT batch, not in a round trip of its own");
+    }
+
     [Test]
     public async Task When_no_relay_ran_at_commit_should_deliver_everything_once_a_relay_starts()
     {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Integration.Outbox.Model;
 using Microsoft.EntityFrameworkCore;
+using System.Data.Common;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Integration.Outbox.Writing;
@@ -76,48 +77,67 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
 }
 
 /// <summary>
-/// After a <c>SaveChanges</c> that wrote outbox messages, sends <c>NOTIFY</c> on <see cref="Channel"/>: inside the
-/// caller's transaction when there is one (PostgreSQL delivers it at commit, never for a rollback), else right after
-/// EF Core's own commit. Relays in any process wake at once; polling is only the fallback.
+/// Wakes the relays when a <c>SaveChanges</c> wrote outbox messages: <c>NOTIFY</c> on <see cref="Channel"/> rides in the
+/// same command batch as the outbox <c>INSERT</c>s, inside the save's transaction (EF Core's own or the caller's), so
+/// PostgreSQL delivers it at commit and never for a rollback, without a round trip of its own. Should a save's batch not
+/// carry it (another provider's batching), it is sent right after the save instead. Relays in any process wake at once;
+/// polling is only the fallback.
 /// </summary>
-public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor
+public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbCommandInterceptor
 {
     /// <summary>The LISTEN/NOTIFY channel.</summary>
     public const string Channel = "integration_outbox";
 
+    const string NotifyStatement = ";\nSELECT pg_notify('" + Channel + "', '')";
+
     /// <inheritdoc />
-    public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result,
+    public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
-            Pending.Add(context);
-        return await base.SavingChangesAsync(eventData, result, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <inheritdoc />
-    public override async ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context && Pending.Remove(context))
-            await context.Database.ExecuteSqlRawAsync($"SELECT pg_notify('{Channel}', '')", cancellationToken).ConfigureAwait(false);
-        return await base.SavedChangesAsync(eventData, result, cancellationToken).ConfigureAwait(false);
+        Mark(eventData.Context);
+        return base.SavingChangesAsync(eventData, result, cancellationToken);
     }
 
     /// <inheritdoc />
     public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
-            Pending.Add(context);
+        Mark(eventData.Context);
         return base.SavingChanges(eventData, result);
+    }
+
+    /// <inheritdoc />
+    public InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        AppendNotify(command, eventData);
+        return result;
+    }
+
+    /// <inheritdoc />
+    public ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        AppendNotify(command, eventData);
+        return ValueTask.FromResult(result);
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context && Unmark(context) is { Notified: false })
+            await context.Database.ExecuteSqlRawAsync($"SELECT pg_notify('{Channel}', '')", cancellationToken).ConfigureAwait(false);
+        return await base.SavedChangesAsync(eventData, result, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
     public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context && Pending.Remove(context))
+        if (eventData.Context is { } context && Unmark(context) is { Notified: false })
             context.Database.ExecuteSqlRaw($"SELECT pg_notify('{Channel}', '')");
         return base.SavedChanges(eventData, result);
     }
@@ -127,7 +147,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor
     {
         ArgumentNullException.ThrowIfNull(eventData);
         if (eventData.Context is { } context)
-            Pending.Remove(context);
+            Unmark(context);
         return base.SaveChangesFailedAsync(eventData, cancellationToken);
     }
 
@@ -136,16 +156,32 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor
     {
         ArgumentNullException.ThrowIfNull(eventData);
         if (eventData.Context is { } context)
-            Pending.Remove(context);
+            Unmark(context);
         base.SaveChangesFailed(eventData);
     }
 
-    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, object> Marks = [];
-
-    static class Pending
+    static void Mark(DbContext? context)
     {
-        public static void Add(DbContext context) => Marks.AddOrUpdate(context, Marker);
-        public static bool Remove(DbContext context) => Marks.Remove(context);
-        static readonly object Marker = new();
+        if (context is not null && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
+            Pending.AddOrUpdate(context, new SaveState());
     }
+
+    static SaveState? Unmark(DbContext context) => Pending.TryGetValue(context, out var state) && Pending.Remove(context) ? state : null;
+
+    static void AppendNotify(DbCommand command, CommandEventData eventData)
+    {
+        if (eventData.CommandSource != CommandSource.SaveChanges || eventData.Context is not { } context
+            || !Pending.TryGetValue(context, out var state) || state.Notified
+            || !command.CommandText.Contains(OutboxModelBuilderExtensions.MessagesTable, StringComparison.Ordinal))
+            return;
+        command.CommandText += NotifyStatement;
+        state.Notified = true;
+    }
+
+    sealed class SaveState
+    {
+        public bool Notified { get; set; }
+    }
+
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbContext, SaveState> Pending = [];
 }
