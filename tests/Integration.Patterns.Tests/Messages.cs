@@ -21,3 +21,9 @@ public sealed record PartXmlLine(string Sku, int Qty);
 public sealed record PartCsv(string Request, string Sku, int Qty);
 
 public sealed record CanonicalPart(string RequestId, string Sku, int Quantity, string Source);
+
+public sealed record CustomerQuery(string Customer);
+
+public sealed record CustomerInfo(string Customer, string Region);
+
+public sealed record EnrichedOrder(string Id, string? Customer, string Region);
