@@ -34,6 +34,26 @@ public sealed class RabbitMq : ITransport
     /// <summary>This spec's virtual host.</summary>
     public TestBroker Broker => _broker ?? throw new InvalidOperationException("Not started");
 
+    /// <summary>Publishes a raw body (no MassTransit envelope) to a queue, as a non-.NET producer would.</summary>
+    public async Task PublishRawAsync(string queue, string? contentType, string body)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("raw-producer");
+        await using var channel = await connection.CreateChannelAsync();
+        var properties = new RabbitMQ.Client.BasicProperties { ContentType = contentType, MessageId = Guid.NewGuid().ToString(), DeliveryMode = RabbitMQ.Client.DeliveryModes.Persistent };
+        await channel.BasicPublishAsync("", queue, false, properties, System.Text.Encoding.UTF8.GetBytes(body));
+    }
+
+    /// <summary>Takes one message from a queue (null when empty) and returns its headers as strings.</summary>
+    public async Task<IReadOnlyDictionary<string, string>?> GetRawAsync(string queue)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("raw-reader");
+        await using var channel = await connection.CreateChannelAsync();
+        var result = await channel.BasicGetAsync(queue, true);
+        return result?.BasicProperties.Headers?.ToDictionary(h => h.Key, h => h.Value is byte[] b ? System.Text.Encoding.UTF8.GetString(b) : h.Value?.ToString() ?? "");
+    }
+
     public async Task StartAsync() => _broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
 
     public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>

@@ -15,6 +15,20 @@ public sealed class RouteEndpointOptions
     public bool RawJson { get; set; }
 
     /// <summary>
+    /// Channel adapter for non-.NET producers: accept plain XML bodies (content type <c>application/xml</c> or
+    /// <c>text/xml</c>, no MassTransit envelope), read into the route's message type (elements and attributes matched
+    /// to properties case-insensitively, numbers and booleans read from text). Malformed XML goes to <c>&lt;queue&gt;_error</c>
+    /// with the parser's reason. Combine with <see cref="RawJson"/> to accept both; XML is the default for bodies without a content type unless RawJson is set.
+    /// </summary>
+    public bool RawXml { get; set; }
+
+    /// <summary>
+    /// For a normalizer: accept any body (JSON, XML, CSV, text; with or without a content type) as a
+    /// <see cref="Normalization.RawDocument"/> carrying its content type and text. The route must be <c>From&lt;RawDocument&gt;</c>.
+    /// </summary>
+    public bool RawDocuments { get; set; }
+
+    /// <summary>
     /// Largest body accepted, in bytes; a larger message goes to the error queue with the sizes in the reason and is not
     /// retried. Null: no limit beyond the broker's own.
     /// </summary>
@@ -57,6 +71,8 @@ public sealed class RouteEndpointOptions
 
     internal IEnumerable<string> Validate()
     {
+        if (RawDocuments && (RawJson || RawXml))
+            yield return "RawDocuments reads every body as a RawDocument, so it excludes RawJson and RawXml";
         if (MaxBodyBytes is < 1)
             yield return $"MaxBodyBytes must be at least 1, not {MaxBodyBytes}";
         if (ConcurrentMessageLimit is < 1)
@@ -85,6 +101,19 @@ public sealed class RouteEndpointOptions
         {
             endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
             endpoint.UseRawJsonSerializer(RawSerializerOptions.AnyMessageType | RawSerializerOptions.AddTransportHeaders, isDefault: true);
+        }
+
+        if (RawXml)
+        {
+            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/xml"), asDocument: false), isDefault: !RawJson);
+            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("text/xml"), asDocument: false));
+        }
+
+        if (RawDocuments)
+        {
+            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/json"), asDocument: true), isDefault: true);
+            foreach (var media in new[] { "application/xml", "text/xml", "text/csv", "application/csv", "text/plain" })
+                endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType(media), asDocument: true));
         }
 
         if (ConcurrentMessageLimit is { } concurrency)
