@@ -2,6 +2,7 @@ using Integration.Host.Configuration;
 using Integration.Host.Features;
 using Integration.Host.Orders;
 using Integration.Host.Persistence;
+using Integration.Outbox.Inbox;
 using Integration.Sagas.Postgres;
 using Integration.Sagas.Scheduling;
 using MassTransit;
@@ -18,6 +19,8 @@ public sealed class FulfillmentFeature : IHostFeature
 {
     /// <summary>Request body of <c>/approve</c> and <c>/reject</c> (optional).</summary>
     public sealed record ApprovalDecision(string? By, string? Reason);
+
+    const string WarehouseQueue = "fulfillment-warehouse", PurchasingQueue = "fulfillment-purchasing", InventoryQueue = "fulfillment-inventory";
 
     /// <inheritdoc />
     public string Name => "fulfillment";
@@ -51,10 +54,17 @@ public sealed class FulfillmentFeature : IHostFeature
             {
                 o.UseDbContext<HostDbContext>();
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
+                o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them
             });
-        bus.AddConsumer<WarehouseService>().Endpoint(e => e.Name = "fulfillment-warehouse");
-        bus.AddConsumer<PurchasingService>().Endpoint(e => e.Name = "fulfillment-purchasing");
-        bus.AddConsumer<InventoryService>().Endpoint(e => e.Name = "fulfillment-inventory");
+        bus.AddConsumer<WarehouseService>().Endpoint(e => e.Name = WarehouseQueue);
+        bus.AddConsumer<PurchasingService>().Endpoint(e => e.Name = PurchasingQueue);
+        bus.AddConsumer<InventoryService>().Endpoint(e => e.Name = InventoryQueue);
+        // The services are idempotent consumers: inbox row, replies (outbox rows) and any writes commit together.
+        bus.AddConfigureEndpointsCallback((context, name, endpoint) =>
+        {
+            if (name is WarehouseQueue or PurchasingQueue or InventoryQueue)
+                endpoint.UseIntegrationInbox(context);
+        });
     }
 
     /// <inheritdoc />

@@ -1,4 +1,5 @@
 using Integration.Host.Contracts;
+using Integration.Outbox.Writing;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -27,8 +28,11 @@ public static class SimulatedFailures
         options.Value.SimulatedServiceDelay > TimeSpan.Zero ? Task.Delay(options.Value.SimulatedServiceDelay, cancellationToken) : Task.CompletedTask;
 }
 
-/// <summary>The warehouse: reserves parts and releases reservations.</summary>
-public sealed class WarehouseService(IOptions<FulfillmentOptions> options) : IConsumer<ReserveParts>, IConsumer<ReleaseReservation>
+/// <summary>
+/// The warehouse: reserves parts and releases reservations. Like the other services it runs behind the inbox and replies
+/// through the outbox, so a command redelivered after a crash is acknowledged as a duplicate instead of executed twice.
+/// </summary>
+public sealed class WarehouseService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<ReserveParts>, IConsumer<ReleaseReservation>
 {
     /// <inheritdoc />
     public async Task Consume(ConsumeContext<ReserveParts> context)
@@ -36,9 +40,9 @@ public sealed class WarehouseService(IOptions<FulfillmentOptions> options) : ICo
         ArgumentNullException.ThrowIfNull(context);
         await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
         if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.Reserve) is { } sku)
-            await context.Publish(new PartsReservationFailed(context.Message.OrderId, $"no stock for {sku}")).ConfigureAwait(false);
+            outbox.Publish(new PartsReservationFailed(context.Message.OrderId, $"no stock for {sku}"), context.Message.OrderId);
         else
-            await context.Publish(new PartsReserved(context.Message.OrderId, NewId.NextGuid())).ConfigureAwait(false);
+            outbox.Publish(new PartsReserved(context.Message.OrderId, NewId.NextGuid()), context.Message.OrderId);
     }
 
     /// <inheritdoc />
@@ -46,12 +50,12 @@ public sealed class WarehouseService(IOptions<FulfillmentOptions> options) : ICo
     {
         ArgumentNullException.ThrowIfNull(context);
         await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        await context.Publish(new ReservationReleased(context.Message.OrderId)).ConfigureAwait(false);
+        outbox.Publish(new ReservationReleased(context.Message.OrderId), context.Message.OrderId);
     }
 }
 
 /// <summary>The supplier: creates and cancels purchase orders.</summary>
-public sealed class PurchasingService(IOptions<FulfillmentOptions> options) : IConsumer<CreatePurchaseOrder>, IConsumer<CancelPurchaseOrder>
+public sealed class PurchasingService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<CreatePurchaseOrder>, IConsumer<CancelPurchaseOrder>
 {
     /// <inheritdoc />
     public async Task Consume(ConsumeContext<CreatePurchaseOrder> context)
@@ -59,9 +63,9 @@ public sealed class PurchasingService(IOptions<FulfillmentOptions> options) : IC
         ArgumentNullException.ThrowIfNull(context);
         await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
         if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.PurchaseOrder) is { } sku)
-            await context.Publish(new PurchaseOrderFailed(context.Message.OrderId, $"supplier refused {sku}")).ConfigureAwait(false);
+            outbox.Publish(new PurchaseOrderFailed(context.Message.OrderId, $"supplier refused {sku}"), context.Message.OrderId);
         else
-            await context.Publish(new PurchaseOrderCreated(context.Message.OrderId, NewId.NextGuid())).ConfigureAwait(false);
+            outbox.Publish(new PurchaseOrderCreated(context.Message.OrderId, NewId.NextGuid()), context.Message.OrderId);
     }
 
     /// <inheritdoc />
@@ -69,12 +73,12 @@ public sealed class PurchasingService(IOptions<FulfillmentOptions> options) : IC
     {
         ArgumentNullException.ThrowIfNull(context);
         await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        await context.Publish(new PurchaseOrderCancelled(context.Message.OrderId)).ConfigureAwait(false);
+        outbox.Publish(new PurchaseOrderCancelled(context.Message.OrderId), context.Message.OrderId);
     }
 }
 
 /// <summary>Inventory: books ordered parts.</summary>
-public sealed class InventoryService(IOptions<FulfillmentOptions> options) : IConsumer<UpdateInventory>
+public sealed class InventoryService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<UpdateInventory>
 {
     /// <inheritdoc />
     public async Task Consume(ConsumeContext<UpdateInventory> context)
@@ -82,8 +86,8 @@ public sealed class InventoryService(IOptions<FulfillmentOptions> options) : ICo
         ArgumentNullException.ThrowIfNull(context);
         await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
         if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.Inventory) is { } sku)
-            await context.Publish(new InventoryUpdateFailed(context.Message.OrderId, $"inventory locked for {sku}")).ConfigureAwait(false);
+            outbox.Publish(new InventoryUpdateFailed(context.Message.OrderId, $"inventory locked for {sku}"), context.Message.OrderId);
         else
-            await context.Publish(new InventoryUpdated(context.Message.OrderId)).ConfigureAwait(false);
+            outbox.Publish(new InventoryUpdated(context.Message.OrderId), context.Message.OrderId);
     }
 }

@@ -1,6 +1,5 @@
 using MassTransit;
 using MassTransit.DependencyInjection;
-using MassTransit.Middleware;
 using MassTransit.Middleware.Outbox;
 using MassTransit.Transports;
 using Microsoft.Extensions.DependencyInjection;
@@ -49,26 +48,7 @@ sealed class OutboxScopedBusContextProvider : IScopedBusContextProvider<IBus>
 sealed class OutboxScopedBusContext(IBus bus, EntityFrameworkOutbox outbox, IScopedClientFactory clientFactory, IServiceProvider provider) : ScopedBusContext
 {
     // One adapter per kind: MassTransit's send context looks the same for both, the relay must know which it was.
-    public ISendEndpointProvider SendEndpointProvider { get; } = new OutboxSendEndpointProvider(new Rows(outbox, provider, publish: false), bus);
-    public IPublishEndpoint PublishEndpoint { get; } = new PublishEndpoint(new OutboxPublishEndpointProvider(new Rows(outbox, provider, publish: true), bus));
+    public ISendEndpointProvider SendEndpointProvider { get; } = new OutboxSendEndpointProvider(new OutboxRows(outbox, provider, publish: false), bus);
+    public IPublishEndpoint PublishEndpoint { get; } = new PublishEndpoint(new OutboxPublishEndpointProvider(new OutboxRows(outbox, provider, publish: true), bus));
     public IScopedClientFactory ClientFactory { get; } = clientFactory;
-
-    sealed class Rows(EntityFrameworkOutbox outbox, IServiceProvider provider, bool publish) : OutboxSendContext
-    {
-        /// <summary>MassTransit ran its send pipe (message id, correlation id, the caller's pipe); keep what the relay needs.</summary>
-        public Task AddSend<T>(SendContext<T> context)
-            where T : class
-        {
-            ArgumentNullException.ThrowIfNull(context);
-            var messageType = typeof(T).IsInterface ? context.Message.GetType() : typeof(T);
-            if (messageType.IsInterface || messageType.Assembly.IsDynamic)
-                throw new NotSupportedException($"The bus outbox stores messages as their .NET type: publish a class or record, not {typeof(T).Name} built from values");
-            var destination = publish ? null
-                : context.DestinationAddress?.ToString() ?? throw new InvalidOperationException($"A {messageType.Name} sent through the outbox has no destination address");
-            outbox.Add(destination, context.Message, messageType, context.MessageId ?? Guid.CreateVersion7(), context.CorrelationId);
-            return Task.CompletedTask;
-        }
-
-        public object? GetService(Type serviceType) => provider.GetService(serviceType);
-    }
 }

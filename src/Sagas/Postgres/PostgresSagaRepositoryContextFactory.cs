@@ -3,6 +3,7 @@ using System.Data;
 using MassTransit;
 using MassTransit.Middleware.InMemoryOutbox;
 using MassTransit.Saga;
+using Integration.Outbox.Writing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Logging;
@@ -128,28 +129,39 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
     async Task WithConflictRetries<T>(ConsumeContext<T> context, Func<ConsumeContext<T>, Task> attempt)
         where T : class
     {
+        if (_options.TransactionalOutbox && _db.Model.FindEntityType(typeof(Integration.Outbox.Model.OutboxMessage)) is null)
+        {
+            throw new InvalidOperationException($"Saga {typeof(TSaga).Name}: PostgresSagaRepositoryOptions.TransactionalOutbox needs the outbox tables in " +
+                $"{_db.GetType().Name}: call modelBuilder.AddIntegrationOutbox() in its OnModelCreating");
+        }
+
         var strategy = _db.Database.CreateExecutionStrategy();
         for (var retry = 0; ; retry++)
         {
-            InMemoryOutboxConsumeContext<T>? outbox = null;
+            // Either the saga's messages become outbox rows in its transaction, or they wait in memory for the commit.
+            InMemoryOutboxConsumeContext<T>? memory = null;
             try
             {
                 await strategy.ExecuteAsync(async cancellationToken =>
                 {
                     // A transient-failure retry by the execution strategy starts over just like a conflict retry.
-                    if (outbox is not null)
-                        await outbox.DiscardPendingActions().ConfigureAwait(false);
-                    outbox = new InMemoryOutboxConsumeContext<T>(context);
+                    if (memory is not null)
+                        await memory.DiscardPendingActions().ConfigureAwait(false);
                     _db.ChangeTracker.Clear();
+                    ConsumeContext<T> attemptContext = _options.TransactionalOutbox
+                        ? OutboxConsumeContext<T>.Create(context, _db)
+                        : memory = new InMemoryOutboxConsumeContext<T>(context);
                     await using var transaction = await _db.Database.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
-                    await attempt(outbox).ConfigureAwait(false);
+                    await attempt(attemptContext).ConfigureAwait(false);
+                    if (_db.ChangeTracker.HasChanges())
+                        await _db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);   // rows the machine wrote after the saga was saved
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }, context.CancellationToken).ConfigureAwait(false);
             }
             catch (Exception exception) when (SagaConflicts.IsConflict(exception))
             {
-                if (outbox is not null)
-                    await outbox.DiscardPendingActions().ConfigureAwait(false);
+                if (memory is not null)
+                    await memory.DiscardPendingActions().ConfigureAwait(false);
                 _db.ChangeTracker.Clear();
                 if (retry >= _options.ConflictRetryLimit)
                 {
@@ -166,14 +178,16 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
             }
             catch
             {
-                if (outbox is not null)
-                    await outbox.DiscardPendingActions().ConfigureAwait(false);
+                if (memory is not null)
+                    await memory.DiscardPendingActions().ConfigureAwait(false);
                 _db.ChangeTracker.Clear();
                 throw;
             }
 
-            // Committed: only now do the saga's published, sent and scheduled messages leave.
-            await outbox!.ExecutePendingActions(false).ConfigureAwait(false);
+            // Committed: only now do the saga's published, sent and scheduled messages leave (in memory mode; with the
+            // transactional outbox they committed as rows and the relay delivers them).
+            if (memory is not null)
+                await memory.ExecutePendingActions(false).ConfigureAwait(false);
             return;
         }
     }

@@ -19,6 +19,15 @@ public sealed class PostgresSagaRepositoryOptions
     /// <summary>Upper bound of the random delay before a retry; the delay grows with the attempt up to this value. Default 200 ms.</summary>
     public TimeSpan ConflictRetryMaxDelay { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// Writes what the saga publishes, sends and schedules into the transactional outbox (<c>Integration.Outbox</c>) in
+    /// the same database transaction as the saga's new state, instead of sending it after the commit. Then a crash or a
+    /// broker cut between the commit and the sends loses nothing: the relay delivers the rows. Needs the outbox tables
+    /// in the saga's DbContext (<c>modelBuilder.AddIntegrationOutbox()</c>) and a relay (<c>AddIntegrationOutbox&lt;T&gt;()</c>).
+    /// Default false (messages leave from memory right after the commit).
+    /// </summary>
+    public bool TransactionalOutbox { get; set; }
+
     /// <summary>How the repository gets the scoped DbContext that maps the saga; set with <see cref="UseDbContext{TDbContext}"/>.</summary>
     public Func<IServiceProvider, DbContext>? DbContext { get; set; }
 
