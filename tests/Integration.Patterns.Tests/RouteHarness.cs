@@ -71,7 +71,7 @@ public sealed class RabbitMq : ITransport
 }
 
 /// <summary>A message that arrived at a destination queue, with its headers.</summary>
-public sealed record Captured<T>(T Message, Headers Headers);
+public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null);
 
 /// <summary>
 /// Runs routes on a transport and captures what arrives at the destination queues (every destination is consumed by a
@@ -109,11 +109,15 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
                     foreach (var destination in destinations)
                     {
                         var queue = harness._captured.GetOrAdd(destination, _ => new ConcurrentQueue<Captured<TOut>>());
-                        cfg.ReceiveEndpoint(destination, e => e.Handler<TOut>(c =>
+                        cfg.ReceiveEndpoint(destination, e =>
                         {
-                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers));
+                            e.ConcurrentMessageLimit = 1; // capture in arrival order (the resequencer specs read it)
+                            e.Handler<TOut>(c =>
+                        {
+                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders));
                             return Task.CompletedTask;
-                        }));
+                        });
+                        });
                     }
                 });
             })

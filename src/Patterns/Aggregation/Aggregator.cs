@@ -194,7 +194,8 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
     {
         ArgumentNullException.ThrowIfNull(context);
         var store = PatternStore.Require(context, Kind);
-        var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, _aggregate!, _key, _size, _sequenceSize, _timeout,
+        var aggregate = _aggregate!;
+        var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, g => [aggregate(g)], _key, _size, _sequenceSize, _timeout,
             _predicate, store, context.Services);
         if (_timeout is not null)
             context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
@@ -203,9 +204,13 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
 }
 
 /// <summary>The aggregator's state handling, shared by its filter and its timeout poller.</summary>
+/// <remarks>
+/// The batch resequencer is the same machine with <paramref name="resequence"/> set: a completed group is released as its
+/// messages, one by one in sequence order, each with sequence headers of its position.
+/// </remarks>
 sealed partial class AggregatorCore<T, TOut>(
-    string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, TOut> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
-    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services)
+    string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, IReadOnlyList<TOut>> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
+    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, Func<T, long>? sequenceOf = null, bool resequence = false)
     where T : class
     where TOut : class
 {
@@ -263,7 +268,7 @@ sealed partial class AggregatorCore<T, TOut>(
                 .FromSqlInterpolated($"SELECT * FROM integration_aggregation_groups WHERE aggregator = {aggregator} AND group_key = {groupKey} FOR UPDATE")
                 .AsNoTracking().ToListAsync(cancel).ConfigureAwait(false)).Single();
 
-            long? position = sequence?.Index;
+            long? position = sequenceOf is not null ? sequenceOf(context.Message) : sequence?.Index;
             var added = await db.Database.ExecuteSqlInterpolatedAsync($"""
                 INSERT INTO integration_aggregation_messages (aggregator, group_key, message_id, sequence, body, received_at)
                 VALUES ({aggregator}, {groupKey}, {messageId}, {position}, {body}, now()) ON CONFLICT DO NOTHING
@@ -300,8 +305,13 @@ sealed partial class AggregatorCore<T, TOut>(
             if (completion is { } by)
             {
                 messages ??= await LoadAsync(db, groupKey, cancel).ConfigureAwait(false);
-                var result = Aggregate(groupKey, messages, by);
-                await RouteSender.SendAsync(context, to, result, send => Stamp(send, groupKey, by, messages.Count)).ConfigureAwait(false);
+                var results = Aggregate(groupKey, messages, by);
+                for (var i = 0; i < results.Count; i++)
+                {
+                    var index = i;
+                    await RouteSender.SendAsync(context, to, results[i], send => Stamp(send, groupKey, by, messages.Count, index, results.Count)).ConfigureAwait(false);
+                }
+
                 await MarkCompletedAsync(db, groupKey, by, cancel).ConfigureAwait(false);
                 PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
             }
@@ -324,14 +334,19 @@ sealed partial class AggregatorCore<T, TOut>(
             foreach (var group in expired)
             {
                 var messages = await LoadAsync(db, group.GroupKey, cancellationToken).ConfigureAwait(false);
-                var result = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
+                var results = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
                 var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{to}")).ConfigureAwait(false);
                 var history = MessageHistory.Single($"{name} (timeout)");
-                await endpoint.Send(result, Pipe.Execute<SendContext<TOut>>(send =>
+                for (var i = 0; i < results.Count; i++)
                 {
-                    send.Headers.Set(MessageHistory.Header, history);
-                    Stamp(send, group.GroupKey, AggregationCompletion.Timeout, messages.Count);
-                }), cancellationToken).ConfigureAwait(false);
+                    var index = i;
+                    await endpoint.Send(results[i], Pipe.Execute<SendContext<TOut>>(send =>
+                    {
+                        send.Headers.Set(MessageHistory.Header, history);
+                        Stamp(send, group.GroupKey, AggregationCompletion.Timeout, messages.Count, index, results.Count);
+                    }), cancellationToken).ConfigureAwait(false);
+                }
+
                 await MarkCompletedAsync(db, group.GroupKey, AggregationCompletion.Timeout, cancellationToken).ConfigureAwait(false);
                 PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
             }
@@ -346,15 +361,25 @@ sealed partial class AggregatorCore<T, TOut>(
             WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
             """, cancellationToken));
 
-    TOut Aggregate(string groupKey, IReadOnlyList<T> messages, AggregationCompletion by) =>
-        aggregate(new AggregatedGroup<T>(groupKey, messages, by))
-        ?? throw new InvalidOperationException($"Route '{route}', {name}: the aggregation function returned null");
-
-    static void Stamp(SendContext send, string groupKey, AggregationCompletion by, int count)
+    IReadOnlyList<TOut> Aggregate(string groupKey, IReadOnlyList<T> messages, AggregationCompletion by)
     {
-        send.Headers.Set(MessageSequence.IdHeader, null);
-        send.Headers.Set(MessageSequence.IndexHeader, null);
-        send.Headers.Set(MessageSequence.SizeHeader, null);
+        var results = aggregate(new AggregatedGroup<T>(groupKey, messages, by));
+        return results is null || results.Any(r => r is null)
+            ? throw new InvalidOperationException($"Route '{route}', {name}: the aggregation function returned null")
+            : results;
+    }
+
+    void Stamp(SendContext send, string groupKey, AggregationCompletion by, int count, int index, int released)
+    {
+        if (resequence)
+            new MessageSequence(groupKey, index, released).WriteTo(send.Headers);
+        else
+        {
+            send.Headers.Set(MessageSequence.IdHeader, null);
+            send.Headers.Set(MessageSequence.IndexHeader, null);
+            send.Headers.Set(MessageSequence.SizeHeader, null);
+        }
+
         send.Headers.Set(AggregatorExtensions.KeyHeader, groupKey);
         send.Headers.Set(AggregatorExtensions.CompletedByHeader, by.ToString());
         send.Headers.Set(AggregatorExtensions.CountHeader, count.ToString(CultureInfo.InvariantCulture));
