@@ -197,8 +197,7 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
         var aggregate = _aggregate!;
         var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, g => [aggregate(g)], _key, _size, _sequenceSize, _timeout,
             _predicate, store, context.Services);
-        if (_timeout is not null)
-            context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
+        context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
         return new AggregatorFilter<T, TOut>(aggregator);
     }
 }
@@ -354,12 +353,18 @@ sealed partial class AggregatorCore<T, TOut>(
             return expired.Count;
         }, cancellationToken);
 
-    /// <summary>Deletes groups completed longer than <paramref name="retention"/> ago (their messages with them).</summary>
+    /// <summary>Deletes groups completed longer than <paramref name="retention"/> ago (their messages with them); reports the open groups.</summary>
     public Task<int> CleanupAsync(TimeSpan retention, CancellationToken cancellationToken) =>
-        store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync($"""
-            DELETE FROM integration_aggregation_groups
-            WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
-            """, cancellationToken));
+        store.RunAsync(services, async db =>
+        {
+            var deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                DELETE FROM integration_aggregation_groups
+                WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
+                """, cancellationToken).ConfigureAwait(false);
+            var open = await db.Set<AggregationGroupState>().LongCountAsync(g => g.Aggregator == aggregator && g.CompletedAt == null, cancellationToken).ConfigureAwait(false);
+            PatternDiagnostics.ReportBacklog(aggregator, open);
+            return deleted;
+        });
 
     IReadOnlyList<TOut> Aggregate(string groupKey, IReadOnlyList<T> messages, AggregationCompletion by)
     {
@@ -421,7 +426,7 @@ sealed class AggregatorFilter<T, TOut>(AggregatorCore<T, TOut> aggregator) : IFi
     public void Probe(ProbeContext context) => aggregator.Probe(context);
 }
 
-/// <summary>Completes expired groups (durable: the deadline is in the table) and deletes old completed ones.</summary>
+/// <summary>Completes expired groups (durable: the deadline is in the table), deletes old completed ones, reports the backlog.</summary>
 sealed partial class AggregationTimeoutWorker<T, TOut>(AggregatorCore<T, TOut> aggregator, TimeSpan pollInterval, TimeSpan retention) : IRouteWorker
     where T : class
     where TOut : class
@@ -438,7 +443,8 @@ sealed partial class AggregationTimeoutWorker<T, TOut>(AggregatorCore<T, TOut> a
             var completed = 0;
             try
             {
-                completed = await aggregator.CompleteExpiredAsync(bus, Batch, stopping).ConfigureAwait(false);
+                if (aggregator.Timeout is not null)
+                    completed = await aggregator.CompleteExpiredAsync(bus, Batch, stopping).ConfigureAwait(false);
                 if (DateTime.UtcNow >= nextCleanup)
                 {
                     await aggregator.CleanupAsync(retention, stopping).ConfigureAwait(false);

@@ -284,9 +284,15 @@ sealed partial class StreamResequencer<T>(
 
     /// <summary>Deletes released messages older than a day (kept that long to recognize redeliveries).</summary>
     public Task<int> CleanupAsync(CancellationToken cancellationToken) =>
-        store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync($"""
-            DELETE FROM integration_aggregation_messages WHERE aggregator = {id} AND released_at < now() - interval '1 day'
-            """, cancellationToken));
+        store.RunAsync(services, async db =>
+        {
+            var deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                DELETE FROM integration_aggregation_messages WHERE aggregator = {id} AND released_at < now() - interval '1 day'
+                """, cancellationToken).ConfigureAwait(false);
+            var held = await db.Set<AggregationMessageState>().LongCountAsync(m => m.Aggregator == id && m.ReleasedAt == null, cancellationToken).ConfigureAwait(false);
+            PatternDiagnostics.ReportBacklog(id, held);
+            return deleted;
+        });
 
     static void Stamp(SendContext send, string stream, long index)
     {
