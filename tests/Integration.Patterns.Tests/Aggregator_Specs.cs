@@ -146,6 +146,26 @@ public sealed class Aggregator_Specs<TTransport>
     }
 
     [Test]
+    public async Task When_the_aggregation_fails_at_the_timeout_should_park_the_group_messages_in_the_error_queue_with_the_reason()
+    {
+        await using var harness = await RouteHarness<Item>.StartAsync(new TTransport(),
+            routes => routes.From<Item>("items", r => r.Aggregate(a =>
+            {
+                a.CorrelateBy(i => i.BatchId).CompleteOnSize(10).CompleteAfter(TimeSpan.FromMilliseconds(500));
+                a.PollInterval = TimeSpan.FromMilliseconds(200);
+            }, Assembled (g) => throw new InvalidOperationException("no price list"), to: "assembled")),
+            ["items_error"], services: PatternDatabase.Store(_database));
+
+        await harness.Send("items", new Item("f", "A"));
+        await harness.Send("items", new Item("f", "B"));
+
+        var parked = await harness.WaitFor("items_error", 2);
+        Assert.That(parked.Select(p => p.Message.Sku).Order(), Is.EqualTo(new[] { "A", "B" }));
+        Assert.That(parked[0].Headers.Get<string>(AggregatorExtensions.FailureReasonHeader) ?? parked[0].Transport!.Get<string>(AggregatorExtensions.FailureReasonHeader),
+            Does.Contain("the aggregation function failed for group 'f' at its timeout: no price list"));
+    }
+
+    [Test]
     public async Task When_groups_are_open_should_report_them_in_the_backlog_gauge()
     {
         await using (var before = await Start(a => a.CorrelateBy(i => i.BatchId).CompleteOnSize(5)))

@@ -76,6 +76,12 @@ public static class AggregatorExtensions
     public const string CountHeader = "Integration-Aggregation-Count";
 
     /// <summary>
+    /// Header with the reason on messages the timeout poller parked in <c>&lt;route&gt;_error</c> because the aggregation
+    /// function failed for their group (the group is then marked <c>Failed</c>).
+    /// </summary>
+    public const string FailureReasonHeader = "Integration-Failure-Reason";
+
+    /// <summary>
     /// Collects messages into groups by correlation key, in PostgreSQL (state survives restarts; several consumers add to
     /// a group one at a time under a row lock). When a group completes (size, timeout or predicate), <paramref name="aggregate"/>
     /// turns it into one message, sent to queue <paramref name="to"/> with the <c>Integration-Aggregation-*</c> headers.
@@ -333,7 +339,19 @@ sealed partial class AggregatorCore<T, TOut>(
             foreach (var group in expired)
             {
                 var messages = await LoadAsync(db, group.GroupKey, cancellationToken).ConfigureAwait(false);
-                var results = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
+                IReadOnlyList<TOut> results;
+                try
+                {
+                    results = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    // No consumed message to fail: park the group's messages in the route's error queue, with the reason.
+                    await ParkAsync(bus, group.GroupKey, messages, exception, cancellationToken).ConfigureAwait(false);
+                    await MarkCompletedAsync(db, group.GroupKey, "Failed", cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
                 var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{to}")).ConfigureAwait(false);
                 var history = MessageHistory.Single($"{name} (timeout)");
                 for (var i = 0; i < results.Count; i++)
@@ -402,11 +420,32 @@ sealed partial class AggregatorCore<T, TOut>(
     }
 
     Task MarkCompletedAsync(DbContext db, string groupKey, AggregationCompletion by, CancellationToken cancellationToken) =>
+        MarkCompletedAsync(db, groupKey, by.ToString(), cancellationToken);
+
+    async Task ParkAsync(IBus bus, string groupKey, IReadOnlyList<T> messages, Exception exception, CancellationToken cancellationToken)
+    {
+        var reason = $"Route '{route}', {name}: the aggregation function failed for group '{groupKey}' at its timeout: {exception.GetBaseException().Message}";
+        LogParked(Logger, exception, route, name, groupKey, messages.Count);
+        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{route}_error")).ConfigureAwait(false);
+        foreach (var message in messages)
+        {
+            await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
+            {
+                send.Headers.Set(AggregatorExtensions.KeyHeader, groupKey);
+                send.Headers.Set(AggregatorExtensions.FailureReasonHeader, reason);
+            }), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    Task MarkCompletedAsync(DbContext db, string groupKey, string by, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlInterpolatedAsync($"""
-            UPDATE integration_aggregation_groups SET completed_at = now(), completed_by = {by.ToString()}
+            UPDATE integration_aggregation_groups SET completed_at = now(), completed_by = {by}
             WHERE aggregator = {aggregator} AND group_key = {groupKey};
             UPDATE integration_aggregation_messages SET body = '' WHERE aggregator = {aggregator} AND group_key = {groupKey};
             """, cancellationToken);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Route {Route}, {Name}: the aggregation function failed for group {Group} at its timeout; its {Count} message(s) were parked in the error queue")]
+    static partial void LogParked(ILogger logger, Exception exception, string route, string name, string group, int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Route {Route}, {Name}: message {MessageId} is already in group {Group}; acknowledged as a duplicate")]
     static partial void LogDuplicate(ILogger logger, string route, string name, Guid messageId, string group);
