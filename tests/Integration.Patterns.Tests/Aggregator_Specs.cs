@@ -146,6 +146,61 @@ public sealed class Aggregator_Specs<TTransport>
     }
 
     [Test]
+    public async Task When_the_aggregation_fails_at_the_timeout_should_park_the_group_messages_in_the_error_queue_with_the_reason()
+    {
+        await using var harness = await RouteHarness<Item>.StartAsync(new TTransport(),
+            routes => routes.From<Item>("items", r => r.Aggregate(a =>
+            {
+                a.CorrelateBy(i => i.BatchId).CompleteOnSize(10).CompleteAfter(TimeSpan.FromMilliseconds(500));
+                a.PollInterval = TimeSpan.FromMilliseconds(200);
+            }, Assembled (g) => throw new InvalidOperationException("no price list"), to: "assembled")),
+            ["items_error"], services: PatternDatabase.Store(_database));
+
+        await harness.Send("items", new Item("f", "A"));
+        await harness.Send("items", new Item("f", "B"));
+
+        var parked = await harness.WaitFor("items_error", 2);
+        Assert.That(parked.Select(p => p.Message.Sku).Order(), Is.EqualTo(new[] { "A", "B" }));
+        Assert.That(parked[0].Headers.Get<string>(AggregatorExtensions.FailureReasonHeader) ?? parked[0].Transport!.Get<string>(AggregatorExtensions.FailureReasonHeader),
+            Does.Contain("the aggregation function failed for group 'f' at its timeout: no price list"));
+    }
+
+    [Test]
+    public async Task When_groups_are_open_should_report_them_in_the_backlog_gauge()
+    {
+        await using (var before = await Start(a => a.CorrelateBy(i => i.BatchId).CompleteOnSize(5)))
+        {
+            await before.Send("items", new Item("open-1", "A"));
+            await before.Send("items", new Item("open-2", "A"));
+            Assert.That(await Eventually.TrueAsync(async () => await Stored("integration_aggregation_groups") == 2, TimeSpan.FromSeconds(10)), Is.True);
+        }
+
+        var backlog = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == "integration.pattern.backlog")
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "store")
+                    backlog[(string)tag.Value!] = value;
+            }
+        });
+        listener.Start();
+
+        await using var after = await Start(a => a.CorrelateBy(i => i.BatchId).CompleteOnSize(5));
+        Assert.That(await Eventually.TrueAsync(() =>
+        {
+            listener.RecordObservableInstruments();
+            return Task.FromResult(backlog.TryGetValue("items/aggregate:assembled", out var open) && open == 2);
+        }, TimeSpan.FromSeconds(10)), Is.True, "the worker reports the open groups when it starts");
+    }
+
+    [Test]
     public void When_no_completion_is_configured_should_fail_at_bus_start()
     {
         var failure = Assert.ThrowsAsync<RouteConfigurationException>(async () =>

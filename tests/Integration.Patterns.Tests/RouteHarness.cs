@@ -29,7 +29,20 @@ public sealed class InMemory : ITransport
 /// <summary>The real broker, in a virtual host of the spec's own.</summary>
 public sealed class RabbitMq : ITransport
 {
+    readonly bool _owned = true;
     TestBroker? _broker;
+
+    public RabbitMq()
+    {
+    }
+
+    /// <summary>A second bus on another transport's virtual host (several consumers of the same queues); the owner deletes the vhost.</summary>
+    public RabbitMq(RabbitMq shared)
+    {
+        ArgumentNullException.ThrowIfNull(shared);
+        _broker = shared.Broker;
+        _owned = false;
+    }
 
     /// <summary>This spec's virtual host.</summary>
     public TestBroker Broker => _broker ?? throw new InvalidOperationException("Not started");
@@ -54,7 +67,7 @@ public sealed class RabbitMq : ITransport
         return result?.BasicProperties.Headers?.ToDictionary(h => h.Key, h => h.Value is byte[] b ? System.Text.Encoding.UTF8.GetString(b) : h.Value?.ToString() ?? "");
     }
 
-    public async Task StartAsync() => _broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
+    public async Task StartAsync() => _broker ??= await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
 
     public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>
         bus.UsingRabbitMq((context, cfg) =>
@@ -65,13 +78,13 @@ public sealed class RabbitMq : ITransport
 
     public async ValueTask DisposeAsync()
     {
-        if (_broker is not null)
+        if (_broker is not null && _owned)
             await _broker.DisposeAsync();
     }
 }
 
 /// <summary>A message that arrived at a destination queue, with its headers.</summary>
-public sealed record Captured<T>(T Message, Headers Headers);
+public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null);
 
 /// <summary>
 /// Runs routes on a transport and captures what arrives at the destination queues (every destination is consumed by a
@@ -109,11 +122,15 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
                     foreach (var destination in destinations)
                     {
                         var queue = harness._captured.GetOrAdd(destination, _ => new ConcurrentQueue<Captured<TOut>>());
-                        cfg.ReceiveEndpoint(destination, e => e.Handler<TOut>(c =>
+                        cfg.ReceiveEndpoint(destination, e =>
                         {
-                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers));
+                            e.ConcurrentMessageLimit = 1; // capture in arrival order (the resequencer specs read it)
+                            e.Handler<TOut>(c =>
+                        {
+                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders));
                             return Task.CompletedTask;
-                        }));
+                        });
+                        });
                     }
                 });
             })

@@ -76,6 +76,12 @@ public static class AggregatorExtensions
     public const string CountHeader = "Integration-Aggregation-Count";
 
     /// <summary>
+    /// Header with the reason on messages the timeout poller parked in <c>&lt;route&gt;_error</c> because the aggregation
+    /// function failed for their group (the group is then marked <c>Failed</c>).
+    /// </summary>
+    public const string FailureReasonHeader = "Integration-Failure-Reason";
+
+    /// <summary>
     /// Collects messages into groups by correlation key, in PostgreSQL (state survives restarts; several consumers add to
     /// a group one at a time under a row lock). When a group completes (size, timeout or predicate), <paramref name="aggregate"/>
     /// turns it into one message, sent to queue <paramref name="to"/> with the <c>Integration-Aggregation-*</c> headers.
@@ -194,18 +200,22 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
     {
         ArgumentNullException.ThrowIfNull(context);
         var store = PatternStore.Require(context, Kind);
-        var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, _aggregate!, _key, _size, _sequenceSize, _timeout,
+        var aggregate = _aggregate!;
+        var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, g => [aggregate(g)], _key, _size, _sequenceSize, _timeout,
             _predicate, store, context.Services);
-        if (_timeout is not null)
-            context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
+        context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
         return new AggregatorFilter<T, TOut>(aggregator);
     }
 }
 
 /// <summary>The aggregator's state handling, shared by its filter and its timeout poller.</summary>
+/// <remarks>
+/// The batch resequencer is the same machine with <paramref name="resequence"/> set: a completed group is released as its
+/// messages, one by one in sequence order, each with sequence headers of its position.
+/// </remarks>
 sealed partial class AggregatorCore<T, TOut>(
-    string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, TOut> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
-    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services)
+    string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, IReadOnlyList<TOut>> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
+    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, Func<T, long>? sequenceOf = null, bool resequence = false)
     where T : class
     where TOut : class
 {
@@ -263,7 +273,7 @@ sealed partial class AggregatorCore<T, TOut>(
                 .FromSqlInterpolated($"SELECT * FROM integration_aggregation_groups WHERE aggregator = {aggregator} AND group_key = {groupKey} FOR UPDATE")
                 .AsNoTracking().ToListAsync(cancel).ConfigureAwait(false)).Single();
 
-            long? position = sequence?.Index;
+            long? position = sequenceOf is not null ? sequenceOf(context.Message) : sequence?.Index;
             var added = await db.Database.ExecuteSqlInterpolatedAsync($"""
                 INSERT INTO integration_aggregation_messages (aggregator, group_key, message_id, sequence, body, received_at)
                 VALUES ({aggregator}, {groupKey}, {messageId}, {position}, {body}, now()) ON CONFLICT DO NOTHING
@@ -300,8 +310,13 @@ sealed partial class AggregatorCore<T, TOut>(
             if (completion is { } by)
             {
                 messages ??= await LoadAsync(db, groupKey, cancel).ConfigureAwait(false);
-                var result = Aggregate(groupKey, messages, by);
-                await RouteSender.SendAsync(context, to, result, send => Stamp(send, groupKey, by, messages.Count)).ConfigureAwait(false);
+                var results = Aggregate(groupKey, messages, by);
+                for (var i = 0; i < results.Count; i++)
+                {
+                    var index = i;
+                    await RouteSender.SendAsync(context, to, results[i], send => Stamp(send, groupKey, by, messages.Count, index, results.Count)).ConfigureAwait(false);
+                }
+
                 await MarkCompletedAsync(db, groupKey, by, cancel).ConfigureAwait(false);
                 PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
             }
@@ -324,14 +339,31 @@ sealed partial class AggregatorCore<T, TOut>(
             foreach (var group in expired)
             {
                 var messages = await LoadAsync(db, group.GroupKey, cancellationToken).ConfigureAwait(false);
-                var result = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
+                IReadOnlyList<TOut> results;
+                try
+                {
+                    results = Aggregate(group.GroupKey, messages, AggregationCompletion.Timeout);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    // No consumed message to fail: park the group's messages in the route's error queue, with the reason.
+                    await ParkAsync(bus, group.GroupKey, messages, exception, cancellationToken).ConfigureAwait(false);
+                    await MarkCompletedAsync(db, group.GroupKey, "Failed", cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
                 var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{to}")).ConfigureAwait(false);
                 var history = MessageHistory.Single($"{name} (timeout)");
-                await endpoint.Send(result, Pipe.Execute<SendContext<TOut>>(send =>
+                for (var i = 0; i < results.Count; i++)
                 {
-                    send.Headers.Set(MessageHistory.Header, history);
-                    Stamp(send, group.GroupKey, AggregationCompletion.Timeout, messages.Count);
-                }), cancellationToken).ConfigureAwait(false);
+                    var index = i;
+                    await endpoint.Send(results[i], Pipe.Execute<SendContext<TOut>>(send =>
+                    {
+                        send.Headers.Set(MessageHistory.Header, history);
+                        Stamp(send, group.GroupKey, AggregationCompletion.Timeout, messages.Count, index, results.Count);
+                    }), cancellationToken).ConfigureAwait(false);
+                }
+
                 await MarkCompletedAsync(db, group.GroupKey, AggregationCompletion.Timeout, cancellationToken).ConfigureAwait(false);
                 PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
             }
@@ -339,22 +371,38 @@ sealed partial class AggregatorCore<T, TOut>(
             return expired.Count;
         }, cancellationToken);
 
-    /// <summary>Deletes groups completed longer than <paramref name="retention"/> ago (their messages with them).</summary>
+    /// <summary>Deletes groups completed longer than <paramref name="retention"/> ago (their messages with them); reports the open groups.</summary>
     public Task<int> CleanupAsync(TimeSpan retention, CancellationToken cancellationToken) =>
-        store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync($"""
-            DELETE FROM integration_aggregation_groups
-            WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
-            """, cancellationToken));
+        store.RunAsync(services, async db =>
+        {
+            var deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
+                DELETE FROM integration_aggregation_groups
+                WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
+                """, cancellationToken).ConfigureAwait(false);
+            var open = await db.Set<AggregationGroupState>().LongCountAsync(g => g.Aggregator == aggregator && g.CompletedAt == null, cancellationToken).ConfigureAwait(false);
+            PatternDiagnostics.ReportBacklog(aggregator, open);
+            return deleted;
+        });
 
-    TOut Aggregate(string groupKey, IReadOnlyList<T> messages, AggregationCompletion by) =>
-        aggregate(new AggregatedGroup<T>(groupKey, messages, by))
-        ?? throw new InvalidOperationException($"Route '{route}', {name}: the aggregation function returned null");
-
-    static void Stamp(SendContext send, string groupKey, AggregationCompletion by, int count)
+    IReadOnlyList<TOut> Aggregate(string groupKey, IReadOnlyList<T> messages, AggregationCompletion by)
     {
-        send.Headers.Set(MessageSequence.IdHeader, null);
-        send.Headers.Set(MessageSequence.IndexHeader, null);
-        send.Headers.Set(MessageSequence.SizeHeader, null);
+        var results = aggregate(new AggregatedGroup<T>(groupKey, messages, by));
+        return results is null || results.Any(r => r is null)
+            ? throw new InvalidOperationException($"Route '{route}', {name}: the aggregation function returned null")
+            : results;
+    }
+
+    void Stamp(SendContext send, string groupKey, AggregationCompletion by, int count, int index, int released)
+    {
+        if (resequence)
+            new MessageSequence(groupKey, index, released).WriteTo(send.Headers);
+        else
+        {
+            send.Headers.Set(MessageSequence.IdHeader, null);
+            send.Headers.Set(MessageSequence.IndexHeader, null);
+            send.Headers.Set(MessageSequence.SizeHeader, null);
+        }
+
         send.Headers.Set(AggregatorExtensions.KeyHeader, groupKey);
         send.Headers.Set(AggregatorExtensions.CompletedByHeader, by.ToString());
         send.Headers.Set(AggregatorExtensions.CountHeader, count.ToString(CultureInfo.InvariantCulture));
@@ -372,11 +420,32 @@ sealed partial class AggregatorCore<T, TOut>(
     }
 
     Task MarkCompletedAsync(DbContext db, string groupKey, AggregationCompletion by, CancellationToken cancellationToken) =>
+        MarkCompletedAsync(db, groupKey, by.ToString(), cancellationToken);
+
+    async Task ParkAsync(IBus bus, string groupKey, IReadOnlyList<T> messages, Exception exception, CancellationToken cancellationToken)
+    {
+        var reason = $"Route '{route}', {name}: the aggregation function failed for group '{groupKey}' at its timeout: {exception.GetBaseException().Message}";
+        LogParked(Logger, exception, route, name, groupKey, messages.Count);
+        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{route}_error")).ConfigureAwait(false);
+        foreach (var message in messages)
+        {
+            await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
+            {
+                send.Headers.Set(AggregatorExtensions.KeyHeader, groupKey);
+                send.Headers.Set(AggregatorExtensions.FailureReasonHeader, reason);
+            }), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    Task MarkCompletedAsync(DbContext db, string groupKey, string by, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlInterpolatedAsync($"""
-            UPDATE integration_aggregation_groups SET completed_at = now(), completed_by = {by.ToString()}
+            UPDATE integration_aggregation_groups SET completed_at = now(), completed_by = {by}
             WHERE aggregator = {aggregator} AND group_key = {groupKey};
             UPDATE integration_aggregation_messages SET body = '' WHERE aggregator = {aggregator} AND group_key = {groupKey};
             """, cancellationToken);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Route {Route}, {Name}: the aggregation function failed for group {Group} at its timeout; its {Count} message(s) were parked in the error queue")]
+    static partial void LogParked(ILogger logger, Exception exception, string route, string name, string group, int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Route {Route}, {Name}: message {MessageId} is already in group {Group}; acknowledged as a duplicate")]
     static partial void LogDuplicate(ILogger logger, string route, string name, Guid messageId, string group);
@@ -396,7 +465,7 @@ sealed class AggregatorFilter<T, TOut>(AggregatorCore<T, TOut> aggregator) : IFi
     public void Probe(ProbeContext context) => aggregator.Probe(context);
 }
 
-/// <summary>Completes expired groups (durable: the deadline is in the table) and deletes old completed ones.</summary>
+/// <summary>Completes expired groups (durable: the deadline is in the table), deletes old completed ones, reports the backlog.</summary>
 sealed partial class AggregationTimeoutWorker<T, TOut>(AggregatorCore<T, TOut> aggregator, TimeSpan pollInterval, TimeSpan retention) : IRouteWorker
     where T : class
     where TOut : class
@@ -413,7 +482,8 @@ sealed partial class AggregationTimeoutWorker<T, TOut>(AggregatorCore<T, TOut> a
             var completed = 0;
             try
             {
-                completed = await aggregator.CompleteExpiredAsync(bus, Batch, stopping).ConfigureAwait(false);
+                if (aggregator.Timeout is not null)
+                    completed = await aggregator.CompleteExpiredAsync(bus, Batch, stopping).ConfigureAwait(false);
                 if (DateTime.UtcNow >= nextCleanup)
                 {
                     await aggregator.CleanupAsync(retention, stopping).ConfigureAwait(false);

@@ -229,8 +229,12 @@ sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServic
         {
             try
             {
-                await store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync(
-                    $"DELETE FROM integration_claims WHERE expires_at < now()", stopping)).ConfigureAwait(false);
+                var unclaimed = await store.RunAsync(services, async db =>
+                {
+                    await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM integration_claims WHERE expires_at < now()", stopping).ConfigureAwait(false);
+                    return await db.Set<ClaimState>().LongCountAsync(stopping).ConfigureAwait(false);
+                }).ConfigureAwait(false);
+                PatternDiagnostics.ReportBacklog("claims", unclaimed);
             }
             catch (Exception exception) when (!stopping.IsCancellationRequested)
             {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
@@ -13,6 +14,7 @@ public static class PatternDiagnostics
     public static readonly ActivitySource Source = new(Name);
 
     static readonly Meter Meter = new(Name);
+    static readonly ConcurrentDictionary<string, long> Backlogs = new(StringComparer.Ordinal);
 
     /// <summary>Messages a step sent on, by route, step and destination.</summary>
     public static readonly Counter<long> Forwarded = Meter.CreateCounter<long>("integration.route.forwarded", "{message}", "Messages a route step sent on");
@@ -25,4 +27,15 @@ public static class PatternDiagnostics
 
     /// <summary>Recipient deliveries that failed after their retries and were parked in the error queue.</summary>
     public static readonly Counter<long> RecipientFailures = Meter.CreateCounter<long>("integration.route.recipient.failures", "{message}", "Recipient deliveries that failed");
+
+    /// <summary>
+    /// What the stateful patterns hold in PostgreSQL, by store (<c>{route}/{step}</c> or <c>claims</c>): open aggregation
+    /// groups, held resequencer messages, unclaimed claim checks. Refreshed once a minute by their background workers.
+    /// </summary>
+    public static readonly ObservableGauge<long> Backlog = Meter.CreateObservableGauge("integration.pattern.backlog",
+        () => Backlogs.Select(b => new Measurement<long>(b.Value, new KeyValuePair<string, object?>("store", b.Key))),
+        "{item}", "Open aggregation groups, held resequencer messages and unclaimed claim checks");
+
+    /// <summary>Records the backlog of a store for <see cref="Backlog"/>.</summary>
+    public static void ReportBacklog(string store, long count) => Backlogs[store] = count;
 }
