@@ -7,7 +7,7 @@ namespace Integration.Reliability.Tests.Support;
 
 /// <summary>
 /// Watches the business effects of the fulfillment saga from outside the host, as another subscriber on the same broker:
-/// every reservation, purchase order and final outcome published, per order, by message id. A redelivered copy of one
+/// every command the saga sent and every reservation, purchase order and final outcome published, per order, by message id. A redelivered copy of one
 /// message (same id) is one effect; two messages (two ids) for the same order and step are an effect applied twice.
 /// </summary>
 public sealed class EffectObserver : IAsyncDisposable
@@ -32,6 +32,12 @@ public sealed class EffectObserver : IAsyncDisposable
                 e.Handler<PurchaseOrderCreated>(c => observer!.Record(c.Message.OrderId, "purchase-order", c.MessageId));
                 e.Handler<OrderFulfilled>(c => observer!.Record(c.Message.OrderId, "outcome", c.MessageId));
                 e.Handler<OrderFulfillmentFailed>(c => observer!.Record(c.Message.OrderId, "outcome", c.MessageId));
+                // The saga's commands, to tell a command never sent from one sent and never answered.
+                e.Handler<ReserveParts>(c => observer!.Record(c.Message.OrderId, "command:Reserving", c.MessageId));
+                e.Handler<CreatePurchaseOrder>(c => observer!.Record(c.Message.OrderId, "command:CreatingPurchaseOrder", c.MessageId));
+                e.Handler<UpdateInventory>(c => observer!.Record(c.Message.OrderId, "command:UpdatingInventory", c.MessageId));
+                e.Handler<CancelPurchaseOrder>(c => observer!.Record(c.Message.OrderId, "command:CancellingPurchaseOrder", c.MessageId));
+                e.Handler<ReleaseReservation>(c => observer!.Record(c.Message.OrderId, "command:ReleasingReservation", c.MessageId));
             });
         });
         observer = new EffectObserver(bus);
