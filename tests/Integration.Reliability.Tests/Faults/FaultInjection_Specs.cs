@@ -23,7 +23,7 @@ namespace Integration.Reliability.Tests.Faults;
 [NonParallelizable]
 public sealed class FaultInjection_Specs
 {
-    static readonly TimeSpan BoundedTraffic = TimeSpan.FromSeconds(7);
+    static readonly TimeSpan BoundedTraffic = TimeSpan.FromSeconds(6);
     static readonly TimeSpan SoakRepeat = TimeSpan.FromSeconds(20);
 
     static int? SoakSeconds =>

@@ -106,10 +106,11 @@ public sealed class FaultRun : IAsyncDisposable
         return settings;
     }
 
-    /// <summary>Starts a host process (on <paramref name="port"/> when restarting one) and waits until it is ready.</summary>
+    /// <summary>Starts a host process (on <paramref name="port"/> when restarting one) and, unless told otherwise, waits until it is ready.</summary>
     public async Task<SampleHost> StartHostAsync(int? port = null, bool waitUntilReady = true)
     {
-        var host = await SampleHost.StartAsync(HostSettings(), port).ConfigureAwait(false);
+        // Not waiting (a restart under load): the traffic finds the host when it answers, and the accounting catches one that never does.
+        var host = await SampleHost.StartAsync(HostSettings(), port, waitUntilLive: waitUntilReady).ConfigureAwait(false);
         lock (_gate)
         {
             _hosts.Add(host);
@@ -170,6 +171,9 @@ public sealed class FaultRun : IAsyncDisposable
             var wait = started + next - DateTime.UtcNow;
             if (wait > TimeSpan.Zero)
                 await Task.Delay(wait).ConfigureAwait(false);
+            // Under load the first orders are slow: fault a system that is carrying traffic, not one still warming up.
+            if (faults == 0)
+                await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= 10), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
             await fault(CancellationToken.None).ConfigureAwait(false);
             faults++;
             if (repeatEvery is null || DateTime.UtcNow - started + repeatEvery.Value >= duration)
@@ -178,8 +182,10 @@ public sealed class FaultRun : IAsyncDisposable
         }
 
         var remaining = started + duration - DateTime.UtcNow;
-        // At least a little traffic after the (last) fault, on the recovered system.
+        // Traffic after the (last) fault, on the recovered system: the rest of the time, and at least a few orders more.
+        var acceptedAtRecovery = orders.Accepted.Count;
         await Task.Delay(remaining > TimeSpan.FromSeconds(3) ? remaining : TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+        await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= acceptedAtRecovery + 5), TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         await stop.CancelAsync().ConfigureAwait(false);
         giveUp.CancelAfter(TimeSpan.FromSeconds(30));
         await Task.WhenAll(ordersTask, partsTask).ConfigureAwait(false);
