@@ -11,7 +11,7 @@ public static class ConfigurationExtensions
     public static IHostApplicationBuilder AddHostConfiguration(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.AddValidatedOptions<RabbitMqOptions>(RabbitMqOptions.Section);
+        builder.AddValidatedOptions<RabbitMqOptions>(RabbitMqOptions.Section, RabbitMqOptions.Validate);
         builder.AddValidatedOptions<PostgresOptions>(PostgresOptions.Section, o =>
         {
             try

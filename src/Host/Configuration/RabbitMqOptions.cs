@@ -29,6 +29,25 @@ public sealed class RabbitMqOptions
     /// <summary>Server name expected in the broker's certificate (defaults to <see cref="Host"/>).</summary>
     public string? TlsServerName { get; set; }
 
+    /// <summary>Client certificate (PKCS#12 / .pfx) for brokers that authenticate clients by certificate (mutual TLS); needs <see cref="UseTls"/>.</summary>
+    public string? TlsClientCertificatePath { get; set; }
+
+    /// <summary>Passphrase of <see cref="TlsClientCertificatePath"/>. Never logged.</summary>
+    public string? TlsClientCertificatePassphrase { get; set; }
+
+    /// <summary>Rules the annotations cannot express; null when the options are consistent.</summary>
+    public static string? Validate(RabbitMqOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(options.TlsClientCertificatePath))
+            return null;
+        if (!options.UseTls)
+            return $"{Section}:TlsClientCertificatePath is set but {Section}:UseTls is false: a client certificate needs TLS";
+        if (!File.Exists(options.TlsClientCertificatePath))
+            return $"{Section}:TlsClientCertificatePath: no file at '{options.TlsClientCertificatePath}'";
+        return null;
+    }
+
     /// <summary>Messages each consumer may hold unacknowledged.</summary>
     [Range(1, 65535)] public int PrefetchCount { get; set; } = 32;
 

@@ -38,6 +38,11 @@ public static class MessagingExtensions
                         {
                             ssl.Protocol = SslProtocols.Tls12 | SslProtocols.Tls13;
                             ssl.ServerName = options.TlsServerName ?? options.Host;
+                            if (!string.IsNullOrWhiteSpace(options.TlsClientCertificatePath))
+                            {
+                                ssl.CertificatePath = options.TlsClientCertificatePath;
+                                ssl.CertificatePassphrase = options.TlsClientCertificatePassphrase;
+                            }
                         });
                     }
                 });

@@ -29,6 +29,8 @@ public static class RabbitMqConnections
                 Enabled = true,
                 ServerName = settings.TlsServerName ?? settings.Host,
                 Version = SslProtocols.Tls12 | SslProtocols.Tls13,
+                CertPath = settings.TlsClientCertificatePath ?? "",
+                CertPassphrase = settings.TlsClientCertificatePassphrase ?? "",
             };
         }
 
