@@ -7,17 +7,27 @@ namespace Integration.Outbox.Writing;
 
 /// <summary>
 /// A consume context whose <c>Publish</c>, <c>Send</c> (and a state machine's <c>Publish</c>/<c>Send</c> activities)
-/// become outbox rows on <paramref name="outbox"/>'s DbContext instead of broker calls: they commit with whatever
+/// become outbox rows on the outbox's DbContext instead of broker calls: they commit with whatever
 /// that DbContext's transaction commits (a saga's new state, a consumer's writes) and the relay delivers them. A crash
 /// between the commit and the broker can then lose nothing. MassTransit's send pipe still runs for each message
 /// (MessageId, CorrelationId, the caller's pipe).
 /// </summary>
 /// <typeparam name="T">The consumed message.</typeparam>
-public sealed class OutboxConsumeContext<T>(ConsumeContext<T> context, EntityFrameworkOutbox outbox) : ConsumeContextProxy<T>(context)
+public sealed class OutboxConsumeContext<T> : ConsumeContextProxy<T>
     where T : class
 {
-    readonly OutboxRows _publishRows = new(outbox, Services(context), publish: true);
-    readonly OutboxRows _sendRows = new(outbox, Services(context), publish: false);
+    /// <summary>
+    /// Wraps <paramref name="context"/>: its receive context gets outbox endpoint providers, so every context MassTransit
+    /// builds on this one (the saga's, a consumer's) publishes and sends through them, as its in-memory outbox does.
+    /// </summary>
+    public OutboxConsumeContext(ConsumeContext<T> context, EntityFrameworkOutbox outbox)
+        : base(context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(outbox);
+        var services = Services(context);
+        ReceiveContext = new RowsReceiveContext(context.ReceiveContext, new OutboxRows(outbox, services, publish: true), new OutboxRows(outbox, services, publish: false));
+    }
 
     static IServiceProvider Services(ConsumeContext context) =>
         context.TryGetPayload<IServiceProvider>(out var provider) ? provider : NoServices.Instance;
@@ -33,13 +43,14 @@ public sealed class OutboxConsumeContext<T>(ConsumeContext<T> context, EntityFra
     public static OutboxConsumeContext<T> Create(ConsumeContext<T> context, DbContext db) =>
         new(context, new EntityFrameworkOutbox(db ?? throw new ArgumentNullException(nameof(db)), TimeProvider.System));
 
-    /// <inheritdoc />
-    public override async Task<ISendEndpoint> GetSendEndpoint(Uri address) =>
-        new MassTransit.Middleware.Outbox.OutboxSendEndpoint(_sendRows, await base.GetSendEndpoint(address).ConfigureAwait(false));
+    sealed class RowsReceiveContext(ReceiveContext context, OutboxRows publishRows, OutboxRows sendRows) : ReceiveContextProxy(context)
+    {
+        public override IPublishEndpointProvider PublishEndpointProvider { get; } =
+            new MassTransit.Middleware.Outbox.OutboxPublishEndpointProvider(publishRows, context.PublishEndpointProvider);
 
-    /// <inheritdoc />
-    protected override async Task<ISendEndpoint> GetPublishSendEndpoint<TMessage>() =>
-        new MassTransit.Middleware.Outbox.OutboxSendEndpoint(_publishRows, await base.GetPublishSendEndpoint<TMessage>().ConfigureAwait(false));
+        public override ISendEndpointProvider SendEndpointProvider { get; } =
+            new MassTransit.Middleware.Outbox.OutboxSendEndpointProvider(sendRows, context.SendEndpointProvider);
+    }
 }
 
 /// <summary>MassTransit's seam for an outbox's sends (<see cref="OutboxSendContext"/>): each sent message becomes a row.</summary>

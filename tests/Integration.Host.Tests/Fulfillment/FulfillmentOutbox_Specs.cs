@@ -1,0 +1,35 @@
+using NUnit.Framework;
+
+namespace Integration.Host.Tests.Fulfillment;
+
+/// <summary>The fulfillment flow leaves nothing in memory between a commit and the broker: every message is an outbox row first.</summary>
+[TestFixture]
+[Category("Integration")]
+public sealed class FulfillmentOutbox_Specs
+{
+    [Test]
+    public async Task When_an_order_completes_should_have_sent_every_message_of_the_flow_through_the_transactional_outbox()
+    {
+        await using var host = await FulfillmentHost.StartAsync("fulfillment-outbox");
+        var orderId = await host.Orders.Submit(("PUMP-1", 1));
+        await host.Orders.WaitFor(orderId, "Completed");
+
+        await using var connection = new Npgsql.NpgsqlConnection(host.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            "SELECT split_part(split_part(message_type, ',', 1), '.', -1) FROM outbox_messages WHERE correlation_id = @order OR body ->> 'orderId' = @text ORDER BY sequence",
+            connection);
+        command.Parameters.AddWithValue("order", orderId);
+        command.Parameters.AddWithValue("text", orderId.ToString());
+        var types = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+            while (await reader.ReadAsync())
+                types.Add(reader.GetString(0));
+
+        // The order (HTTP handler), the saga's commands and outcome (saga repository) and the services' replies (inbox consumers).
+        Assert.That(types, Is.EqualTo(new[]
+        {
+            "OrderSubmitted", "ReserveParts", "PartsReserved", "CreatePurchaseOrder", "PurchaseOrderCreated", "UpdateInventory", "InventoryUpdated", "OrderFulfilled",
+        }));
+    }
+}
