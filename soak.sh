@@ -7,7 +7,7 @@
 #   SECONDS_PER_FAULT   traffic per scenario (default 300)
 #   --restart-services  also restart the real RabbitMQ (rabbitmqctl stop_app/start_app) and PostgreSQL
 #                       (pg_ctlcluster restart): needs root, and breaks any other test run using those services
-#   --strict            fail on the known issues too (INTEGRATION_RELIABILITY_STRICT=1)
+#   --strict            fail on the known issues too (the default now; INTEGRATION_RELIABILITY_STRICT=0 turns it off)
 set -uo pipefail
 cd "$(dirname "$0")"
 

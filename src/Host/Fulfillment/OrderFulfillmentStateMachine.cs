@@ -130,11 +130,22 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
                 .Publish(c => new OrderFulfillmentFailed(c.Saga.CorrelationId, c.Saga.FailureReason!))
                 .TransitionTo(Failed));
 
-        // Redeliveries and late decisions change nothing.
+        // Redeliveries and late decisions change nothing. Delivery is at-least-once (a relay re-sends after a lost
+        // confirm, the broker redelivers after a lost ack): an event for a step the saga has already left is a copy.
         DuringAny(Ignore(Submitted));
+        OnUnhandledEvent(context =>
+        {
+            SagaDuplicates.Add(1, new KeyValuePair<string, object?>("event", context.Event.Name), new KeyValuePair<string, object?>("state", context.Saga.CurrentState));
+            return context.Ignore();
+        });
         foreach (var state in new[] { Reserving, CreatingPurchaseOrder, UpdatingInventory, CancellingPurchaseOrder, ReleasingReservation, Completed, Failed })
             During(state, Ignore(Approved), Ignore(Rejected), Ignore(ApprovalTimeout.Received));
     }
+
+    static readonly System.Diagnostics.Metrics.Meter Meter = new("Integration.Host.Fulfillment");
+
+    static readonly System.Diagnostics.Metrics.Counter<long> SagaDuplicates = Meter.CreateCounter<long>(
+        "integration.fulfillment.stale_events", "{event}", "Events ignored because the saga had already left the step they answer (redelivered copies)");
 
     static void Correlate<T>(IEventCorrelationConfigurator<OrderFulfillmentState, T> e, Func<T, Guid> orderId)
         where T : class

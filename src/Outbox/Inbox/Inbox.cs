@@ -60,6 +60,8 @@ public sealed partial class InboxFilter<TMessage>(OutboxDbContext db, ILogger<In
                 await transaction.RollbackAsync(context.CancellationToken).ConfigureAwait(false);
                 Duplicates.Add(1, new KeyValuePair<string, object?>("consumer", consumer));
                 LogDuplicate(logger, messageId, consumer);
+                // Consumed before: say so, or MassTransit would move the duplicate to <queue>_skipped as unconsumed.
+                await context.NotifyConsumed(context, TimeSpan.Zero, "integration-inbox").ConfigureAwait(false);
                 return;
             }
 
