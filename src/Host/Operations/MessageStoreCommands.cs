@@ -101,13 +101,21 @@ public static class MessageStoreCommands
         return true;
     }
 
+    /// <summary>The W3C trace id in the <c>MT-Activity-Id</c> header (<c>00-{trace}-{span}-{flags}</c>), if any.</summary>
+    static string? TraceId(string headers)
+    {
+        using var document = JsonDocument.Parse(headers);
+        return document.RootElement.TryGetProperty("MT-Activity-Id", out var activity) && activity.ValueKind == JsonValueKind.String
+            && activity.GetString()!.Split('-') is [_, { Length: 32 } trace, ..] ? trace : null;
+    }
+
     /// <summary>The arguments that have a value, for a <see cref="ControlCommand"/>.</summary>
     internal static Dictionary<string, string> Args(params (string Name, string? Value)[] values) =>
         values.Where(v => !string.IsNullOrEmpty(v.Value)).ToDictionary(v => v.Name, v => v.Value!, StringComparer.Ordinal);
 
     /// <summary>
-    /// For the dashboard's journeys: messages that share a conversation, a correlation id, or an initiator (a route's
-    /// copies of one message), or of which one caused the other, are one journey.
+    /// For the dashboard's journeys: messages that share a conversation, a correlation id, an initiator or a trace (a
+    /// route's copies of one message carry its trace), or of which one caused the other, are one journey.
     /// </summary>
     internal static object Journeys(IReadOnlyList<StoredMessage> messages)
     {
@@ -137,6 +145,7 @@ public static class MessageStoreCommands
             Join(self, m.InitiatorId is null ? null : "id:" + m.InitiatorId);
             Join(self, m.ConversationId is null ? null : "conversation:" + m.ConversationId);
             Join(self, m.CorrelationId is null ? null : "correlation:" + m.CorrelationId);
+            Join(self, TraceId(m.Headers) is { } trace ? "trace:" + trace : null);
         }
 
         return messages.GroupBy(m => Root("m:" + m.Id.ToString(CultureInfo.InvariantCulture)), StringComparer.Ordinal)

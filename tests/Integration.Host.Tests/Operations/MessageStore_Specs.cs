@@ -53,6 +53,27 @@ public sealed class MessageStore_Specs
         return found;
     }
 
+    static string? TraceOf(JsonElement stored) =>
+        stored.GetProperty("headers").TryGetProperty("MT-Activity-Id", out var activity) ? activity.GetString()?.Split('-')[1] : null;
+
+    [Test]
+    public async Task When_the_dashboard_asks_for_journeys_should_group_a_requests_copies_into_one()
+    {
+        await WaitForStoreQueue();
+        var requestId = Guid.NewGuid().ToString();
+        await PublishPartsRequest(requestId, "electronics");
+        await FindEventually("exchange=parts-electronics", 1);
+        await FindEventually("exchange=audit", 1);
+
+        var (status, body) = await _host.Send(HttpMethod.Get, "/api/control/overview", ControlHost.ViewerKey);
+
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
+        var journeys = body.GetProperty("data").GetProperty("journeys").EnumerateArray().ToList();
+        Assert.That(journeys, Has.Count.EqualTo(1));
+        Assert.That(journeys[0].GetProperty("hops").EnumerateArray().Select(h => h.GetProperty("exchange").GetString()),
+            Is.EquivalentTo(new[] { "audit", "parts-electronics" }));
+    }
+
     async Task WaitForStoreQueue() =>
         Assert.That(await Eventually.TrueAsync(async () => await _host.Broker.QueueMessageCountAsync("message-store") is not null, TimeSpan.FromSeconds(15)), Is.True,
             "the message-store queue was never declared");
@@ -75,6 +96,7 @@ public sealed class MessageStore_Specs
             Assert.That(routed[0].GetProperty("headers").TryGetProperty("Integration-History", out _), Is.True, "headers are kept");
             Assert.That(audit[0].GetProperty("bodyPreview").GetString(), Does.Contain(requestId));
             Assert.That(audit[0].GetProperty("initiatorId").GetString(), Is.Not.Null, "the tapped copy names the request it came from");
+            Assert.That(TraceOf(routed[0]), Is.Not.Null.And.EqualTo(TraceOf(audit[0])), "both copies carry the request's trace");
         });
     }
 
