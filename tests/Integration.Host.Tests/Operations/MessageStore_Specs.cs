@@ -2,7 +2,10 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Integration.Host.Operations;
 using Integration.Testing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
 using RabbitMQ.Client;
 
@@ -155,6 +158,27 @@ public sealed class MessageStore_Specs
         Assert.That(received, Is.EquivalentTo(Enumerable.Range(0, count).Select(i => $"replay-{i}")));
         var audit = await _host.Audit();
         Assert.That(audit.Where(a => a.Action == "messages.replay").Select(a => a.Outcome), Is.EquivalentTo(new[] { "ok", "denied" }));
+    }
+
+    [Test]
+    public async Task When_replay_comes_over_rabbitmq_should_need_an_operator_key_and_deliver()
+    {
+        await WaitForStoreQueue();
+        await PublishPartsRequest("amqp-replay", "brakes");
+        var stored = await FindEventually("exchange=parts-general", 1);
+        await using (var channel = await _connection.CreateChannelAsync())
+            await channel.QueueDeclareAsync("amqp-replay-target", durable: true, exclusive: false, autoDelete: false);
+        var client = _host.Services.GetRequiredService<IBus>().CreateRequestClient<ControlCommandMessage>();
+        var command = new ControlCommandMessage("messages.replay", "amqp-replay-target",
+            new Dictionary<string, string> { ["ids"] = stored[0].GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture) });
+
+        var denied = await client.GetResponse<ControlCommandReply>(command, x => x.UseExecute(send => send.Headers.Set(ControlCommandMessage.KeyHeader, ControlHost.ViewerKey)));
+        var done = await client.GetResponse<ControlCommandReply>(command, x => x.UseExecute(send => send.Headers.Set(ControlCommandMessage.KeyHeader, ControlHost.OperatorKey)));
+
+        Assert.That(denied.Message.Outcome, Is.EqualTo("Denied"));
+        Assert.That(done.Message.Outcome, Is.EqualTo("Ok"), done.Message.Message);
+        Assert.That(await _host.Broker.QueueMessageCountAsync("amqp-replay-target"), Is.EqualTo(1));
+        Assert.That((await _host.Audit()).Where(a => a.Action == "messages.replay" && a.Channel == "amqp").Select(a => a.Outcome), Is.EquivalentTo(new[] { "ok", "denied" }));
     }
 
     [Test]
