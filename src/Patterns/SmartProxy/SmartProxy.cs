@@ -160,35 +160,43 @@ public sealed class SmartProxy : IDisposable
         Admit();
         var callId = NewId.NextGuid();
         var client = _bus.CreateRequestClient<TRequest>(_destination, RequestTimeout.After(ms: (int)_options.Timeout.TotalMilliseconds));
-        for (var attempt = 1; ; attempt++)
+        try
         {
-            using var handle = client.Create(request, cancellationToken);
-            var requestId = handle.RequestId;
-            _pending[requestId] = new PendingRequest(requestId, callId, typeof(TRequest).Name, _destination.ToString(), _time.GetUtcNow(), attempt);
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                var response = await handle.GetResponse<TResponse>().ConfigureAwait(false);
-                Succeeded(started);
-                return response.Message;
-            }
-            catch (Exception exception) when (exception is RequestTimeoutException or RequestFaultException && attempt <= _options.Retries)
-            {
+                using (var handle = client.Create(request, cancellationToken))
+                {
+                    var requestId = handle.RequestId;
+                    _pending[requestId] = new PendingRequest(requestId, callId, typeof(TRequest).Name, _destination.ToString(), _time.GetUtcNow(), attempt);
+                    try
+                    {
+                        var response = await handle.GetResponse<TResponse>().ConfigureAwait(false);
+                        Succeeded(started);
+                        return response.Message;
+                    }
+                    catch (Exception exception) when (exception is RequestTimeoutException or RequestFaultException && attempt <= _options.Retries)
+                    {
+                        // Retried below, as a new request.
+                    }
+                    catch (Exception exception) when (exception is RequestTimeoutException or RequestFaultException)
+                    {
+                        Failed(started, exception is RequestTimeoutException ? "timeout" : "fault");
+                        throw;
+                    }
+                    finally
+                    {
+                        _pending.TryRemove(requestId, out _);
+                    }
+                }
+
                 await Task.Delay(_options.RetryDelay * Math.Pow(2, attempt - 1), _time, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception exception) when (exception is RequestTimeoutException or RequestFaultException)
-            {
-                Failed(started, exception is RequestTimeoutException ? "timeout" : "fault");
-                throw;
-            }
-            catch
-            {
-                ReleaseTrial();
-                throw;
-            }
-            finally
-            {
-                _pending.TryRemove(requestId, out _);
-            }
+        }
+        catch (Exception exception) when (exception is not (RequestTimeoutException or RequestFaultException))
+        {
+            // Cancelled by the caller (or a bug of ours): not the service's failure, so it does not count, but a trial call ends.
+            ReleaseTrial();
+            throw;
         }
     }
 

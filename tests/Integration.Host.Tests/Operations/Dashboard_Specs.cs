@@ -143,10 +143,13 @@ public sealed class Dashboard_Specs
         await page.FillAsync("#key", ControlHost.OperatorKey);
         await page.ClickAsync("#save-key");
         await page.ClickAsync("#dead-letters button[data-replay='parts-requests_error']");
-        await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("updated");
-        var (_, audit) = await _host.Send(HttpMethod.Get, "/api/control/audit?take=200", ControlHost.ViewerKey);
-        Assert.That(audit.GetProperty("data").EnumerateArray().Any(a => a.GetProperty("action").GetString() == "dead-letters.replay"
-            && a.GetProperty("actor").GetString() == "ops" && a.GetProperty("outcome").GetString() == "ok"), Is.True, "the replay button ran an audited replay");
+        await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("replayed parts-requests_error", new() { Timeout = 15_000 });
+        Assert.That(await Eventually.TrueAsync(async () =>
+        {
+            var (_, audit) = await _host.Send(HttpMethod.Get, "/api/control/audit?take=200", ControlHost.ViewerKey);
+            return audit.GetProperty("data").EnumerateArray().Any(a => a.GetProperty("action").GetString() == "dead-letters.replay"
+                && a.GetProperty("actor").GetString() == "ops" && a.GetProperty("outcome").GetString() == "ok");
+        }, TimeSpan.FromSeconds(15)), Is.True, "the replay button ran an audited replay");
         await Screenshot(page, "dashboard-after-replay");
     }
 }

@@ -134,6 +134,24 @@ public sealed class SmartProxy_Specs
     }
 
     [Test]
+    public async Task When_the_caller_cancels_the_trial_call_should_let_the_next_call_try()
+    {
+        using var proxy = Proxy(retries: 0, threshold: 1);
+        _mode = Mode.Fail;
+        Assert.ThrowsAsync<RequestFaultException>(async () => await proxy.RequestAsync<PriceQuery, Price>(new PriceQuery("a")));
+        _clock.Now = _clock.Now.AddMinutes(2);
+        _mode = Mode.Silent;
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        Assert.CatchAsync<Exception>(async () => await proxy.RequestAsync<PriceQuery, Price>(new PriceQuery("a"), cancel.Token));
+
+        Assert.That(proxy.State, Is.EqualTo(CircuitState.HalfOpen), "a cancelled call is not the service's failure");
+        _mode = Mode.Reply;
+        Assert.That((await proxy.RequestAsync<PriceQuery, Price>(new PriceQuery("ab"))).Amount, Is.EqualTo(3m), "the next trial call was refused");
+        Assert.That(proxy.State, Is.EqualTo(CircuitState.Closed));
+    }
+
+    [Test]
     public void When_options_are_invalid_should_refuse_to_create_the_proxy_naming_the_setting()
     {
         var bus = _provider.GetRequiredService<IBus>();
