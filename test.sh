@@ -6,6 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 . scripts/services.sh
 integration_services || { echo "Tests: 0 passed, 1 failed"; echo "could not start RabbitMQ/PostgreSQL" >&2; exit 1; }
+integration_browser || { echo "Tests: 0 passed, 1 failed"; echo "could not install or start headless Chromium (dashboard specs)" >&2; exit 1; }
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 results="$PWD/TestResults"

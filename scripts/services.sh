@@ -93,3 +93,21 @@ integration_services() {
   export INTEGRATION_POSTGRES="${INTEGRATION_POSTGRES:-Host=localhost;Port=5432;Username=postgres;Password=postgres;Database=postgres}"
   _svc_log "RabbitMQ amqp://localhost:5672 (management http://localhost:15672), PostgreSQL localhost:5432"
 }
+
+# Headless Chromium for the dashboard's browser specs (Debian's package, driven by Playwright). Installs it once when
+# missing, then checks it starts; exports PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH. Fails loudly when it cannot start.
+integration_browser() {
+  local path="${PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH:-}"
+  if [ -z "$path" ]; then
+    path=$(command -v chromium || command -v chromium-browser || true)
+  fi
+  if [ -z "$path" ] || [ ! -x "$path" ]; then
+    _svc_apt_install chromium || { _svc_log "ERROR: could not install chromium (apt-get install chromium)"; return 1; }
+    path=$(command -v chromium)
+  fi
+  if ! timeout 60 "$path" --headless --no-sandbox --disable-gpu --dump-dom about:blank >/dev/null 2>&1; then
+    _svc_log "ERROR: $path does not start headless"; return 1
+  fi
+  export PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH="$path"
+  _svc_log "Chromium $path"
+}

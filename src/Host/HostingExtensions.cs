@@ -35,13 +35,26 @@ public static class HostingExtensions
         app.MapTelemetry();
         foreach (var feature in HostFeatures.All)
             feature.MapEndpoints(app);
-        app.MapGet("/", () => Results.Json(new
+        app.MapGet("/", (HttpContext http) =>
         {
-            service = "Integration.Host",
-            health = new[] { "/health/live", "/health/ready" },
-            metrics = "/metrics",
-            features = HostFeatures.All.Select(f => f.Name),
-        })).ExcludeFromDescription();
+            var index = new
+            {
+                service = "Integration.Host",
+                health = new[] { "/health/live", "/health/ready" },
+                metrics = "/metrics",
+                dashboard = "/dashboard",
+                features = HostFeatures.All.Select(f => f.Name),
+            };
+            // A browser gets a page linking the dashboard; tools get the JSON index.
+            return http.Request.Headers.Accept.ToString().Contains("text/html", StringComparison.OrdinalIgnoreCase)
+                ? Results.Content($"""
+                    <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{index.service}</title></head>
+                    <body style="font-family:system-ui,sans-serif"><h1>{index.service}</h1><ul>
+                    <li><a href="/dashboard">Operations dashboard</a></li><li><a href="/health/ready">Readiness</a></li>
+                    <li><a href="/metrics">Metrics (Prometheus)</a></li></ul><p>Features: {string.Join(", ", index.features)}</p></body></html>
+                    """, "text/html; charset=utf-8")
+                : Results.Json(index);
+        }).ExcludeFromDescription();
         return app;
     }
 }

@@ -16,6 +16,8 @@ public sealed class HostFactory(IReadOnlyDictionary<string, string?> settings) :
         var settings = new Dictionary<string, string?>(broker.HostSettings())
         {
             ["Integration:Postgres:ConnectionString"] = database.ConnectionString,
+            // Test messages would add traffic other specs do not expect; specs that want them turn them on.
+            ["Integration:Probes:Enabled"] = "false",
         };
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
             settings[key] = value;

@@ -34,6 +34,8 @@ public sealed class HostProcess : IAsyncDisposable
         };
         info.Environment["ASPNETCORE_URLS"] = address.ToString();
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
+        // Test messages would add traffic other specs do not expect; specs that want them turn them on.
+        info.Environment["Integration__Probes__Enabled"] = "false";
         foreach (var (key, value) in settings)
             info.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the host process");

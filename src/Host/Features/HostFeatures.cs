@@ -11,5 +11,6 @@ public static class HostFeatures
         new Orders.OrdersFeature(),
         new Fulfillment.FulfillmentFeature(),
         new Choreography.ChoreographyFeature(),
+        new Stock.StockFeature(),
     ];
 }

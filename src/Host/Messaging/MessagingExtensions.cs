@@ -47,6 +47,8 @@ public static class MessagingExtensions
                     }
                 });
                 rabbit.PrefetchCount = options.PrefetchCount;
+                // MassTransit's meter (messages received/consumed/published/sent/failed, durations, in-flight) records nothing unless switched on.
+                rabbit.UseInstrumentation(serviceName: host.ServiceName);
 
                 foreach (var feature in features)
                     feature.ConfigureBus(context, rabbit);

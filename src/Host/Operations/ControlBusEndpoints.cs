@@ -26,6 +26,8 @@ public static class ControlBusEndpoints
             Run(http, bus, auth, new ControlCommand("audit.list", Arguments: new Dictionary<string, string> { ["take"] = (take ?? 50).ToString(System.Globalization.CultureInfo.InvariantCulture) })));
         control.MapDeadLetters();
         control.MapRouteCommands();
+        control.MapMessageStore();
+        endpoints.MapDashboard(control);
         control.MapPost("/commands", (HttpContext http, ControlBus bus, ControlAuthorization auth, ControlCommand command) => Run(http, bus, auth, command));
         return endpoints;
     }

@@ -38,11 +38,28 @@ public sealed class OperationsFeature : IHostFeature
         builder.Services.AddBuiltInControlCommands();
         builder.Services.AddDeadLetterCommands();
         builder.Services.AddRouteCommands();
+        builder.AddValidatedOptions<MessageStoreOptions>(MessageStoreOptions.Section, o =>
+            o.Exchanges.Any(string.IsNullOrWhiteSpace) ? $"{MessageStoreOptions.Section}:Exchanges: an exchange name is empty" : null);
+        builder.Services.AddMessageStore();
+        builder.AddValidatedOptions<ProbeOptions>(ProbeOptions.Section, o =>
+        {
+            var bad = o.Routes.Select((r, i) => (r, i)).FirstOrDefault(x => string.IsNullOrWhiteSpace(x.r.Queue) || string.IsNullOrWhiteSpace(x.r.ExpectOn)
+                || !x.r.Body.Contains("{probeId}", StringComparison.Ordinal));
+            return bad.r is null ? null : $"{ProbeOptions.Section}:Routes:{bad.i}: a probe needs Queue, ExpectOn and a Body containing {{probeId}}";
+        });
+        builder.Services.AddSingleton<ProbeMonitor>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ProbeMonitor>());
+        builder.Services.AddHealthChecks().AddCheck<ProbeMonitor>("probes", tags: [Health.HealthExtensions.Ready]);
+        builder.Services.AddDashboardCommands();
         builder.Services.AddHostedService<ControlBusStartupCheck>();
     }
 
     /// <inheritdoc />
-    public void ConfigureModel(ModelBuilder modelBuilder) => ControlAuditLog.ConfigureModel(modelBuilder);
+    public void ConfigureModel(ModelBuilder modelBuilder)
+    {
+        ControlAuditLog.ConfigureModel(modelBuilder);
+        MessageStore.ConfigureModel(modelBuilder);
+    }
 
     /// <inheritdoc />
     public void AddBus(IBusRegistrationConfigurator bus, IConfiguration configuration)

@@ -29,7 +29,7 @@ public sealed class ControlHost : IAsyncDisposable
     public HttpClient Client { get; }
     public IServiceProvider Services => Factory.Services;
 
-    public static async Task<ControlHost> StartAsync(string prefix)
+    public static async Task<ControlHost> StartAsync(string prefix, IDictionary<string, string?>? extra = null)
     {
         var infrastructure = await IntegrationInfrastructure.GetAsync();
         var broker = await infrastructure.CreateVirtualHostAsync(prefix);
@@ -42,7 +42,7 @@ public sealed class ControlHost : IAsyncDisposable
             ["Integration:ControlBus:ApiKeys:1:Name"] = "dashboard",
             ["Integration:ControlBus:ApiKeys:1:Key"] = ViewerKey,
             ["Integration:ControlBus:ApiKeys:1:Role"] = "Viewer",
-        });
+        }.Concat(extra ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value));
         var host = new ControlHost(broker, database, factory);
         Assert.That(await Eventually.TrueAsync(async () =>
         {
