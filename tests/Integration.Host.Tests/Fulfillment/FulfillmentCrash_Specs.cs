@@ -21,7 +21,7 @@ public sealed class FulfillmentCrash_Specs
         var settings = new Dictionary<string, string?>(broker.HostSettings())
         {
             ["Integration:Postgres:ConnectionString"] = database.ConnectionString,
-            ["Integration:Fulfillment:ApprovalTimeout"] = "00:00:04",
+            ["Integration:Fulfillment:ApprovalTimeout"] = "00:00:10",   // long enough that it cannot fire before the kill on a loaded machine
             ["Integration:Fulfillment:SimulatedServiceDelay"] = "00:00:01",
         };
 
@@ -39,7 +39,7 @@ public sealed class FulfillmentCrash_Specs
         }
 
         // The timeout falls due while no host runs.
-        await Task.Delay(TimeSpan.FromSeconds(5));
+        await Task.Delay(TimeSpan.FromSeconds(10));
         Assert.That(await Status(database, inFlight), Is.Not.EqualTo("Completed"), "precondition: the second order was mid-saga when the host died");
 
         settings["Integration:Fulfillment:SimulatedServiceDelay"] = "00:00:00";

@@ -16,8 +16,8 @@ public sealed class FaultRun : IAsyncDisposable
 {
     static readonly string[] FinalStates = ["Completed", "Failed"];
 
-    /// <summary>Settling stops early when nothing has moved for this long: what is not final by then is stuck.</summary>
-    static readonly TimeSpan StuckAfter = TimeSpan.FromSeconds(12);
+    /// <summary>Settling stops early when nothing has moved for this long: what is not final by then is stuck. Long enough for MassTransit to reconnect after a broker cut on a loaded 2-core machine.</summary>
+    static readonly TimeSpan StuckAfter = TimeSpan.FromSeconds(30);
 
     readonly List<SampleHost> _hosts = [];
     readonly object _gate = new();
