@@ -39,7 +39,14 @@ _svc_rabbitmq_local() {
     _svc_as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null 2>&1 || true
     # The Debian package may have started it through systemd/init already; start detached otherwise.
     _svc_as_root rabbitmqctl -q await_startup --timeout 2 >/dev/null 2>&1 || _svc_as_root rabbitmq-server -detached >/dev/null 2>&1 || true
-    _svc_as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null
+    # `-detached` returns before the node registers with epmd, and await_startup fails at once for a node it cannot
+    # see yet; poll. Booting a broker with many virtual hosts (left by killed test runs) takes a while.
+    local i
+    for ((i = 0; i < 90; i++)); do
+      _svc_as_root rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1 && break
+      sleep 2
+    done
+    _svc_as_root rabbitmqctl -q await_startup --timeout 10 >/dev/null || { _svc_log "ERROR: RabbitMQ did not start"; return 1; }
   fi
   if ! _svc_port_open 15672; then
     _svc_log "enabling rabbitmq_management"

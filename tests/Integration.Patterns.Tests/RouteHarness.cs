@@ -135,7 +135,17 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
                 });
             })
             .BuildServiceProvider(true);
-        await harness.Harness.Start();
+        try
+        {
+            await harness.Harness.Start();
+        }
+        catch
+        {
+            // A spec expecting a start-up failure never sees the harness: release its virtual host here.
+            await harness.DisposeAsync();
+            throw;
+        }
+
         return harness;
     }
 
@@ -169,12 +179,17 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_provider is not null)
+        try
         {
-            await Harness.Stop();
-            await _provider.DisposeAsync();
+            if (_provider is not null)
+            {
+                await Harness.Stop();
+                await _provider.DisposeAsync();
+            }
         }
-
-        await _transport.DisposeAsync();
+        finally
+        {
+            await _transport.DisposeAsync();
+        }
     }
 }

@@ -44,11 +44,20 @@ public sealed class ControlHost : IAsyncDisposable
             ["Integration:ControlBus:ApiKeys:1:Role"] = "Viewer",
         }.Concat(extra ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value));
         var host = new ControlHost(broker, database, factory);
-        Assert.That(await Eventually.TrueAsync(async () =>
+        try
         {
-            using var response = await host.Client.GetAsync(new Uri("/health/ready", UriKind.Relative));
-            return response.IsSuccessStatusCode;
-        }, TimeSpan.FromSeconds(30)), Is.True, "host never became ready");
+            Assert.That(await Eventually.TrueAsync(async () =>
+            {
+                using var response = await host.Client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+                return response.IsSuccessStatusCode;
+            }, TimeSpan.FromSeconds(30)), Is.True, "host never became ready");
+        }
+        catch
+        {
+            await host.DisposeAsync(); // the fixture's teardown never sees a host that did not start
+            throw;
+        }
+
         return host;
     }
 
