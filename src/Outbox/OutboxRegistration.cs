@@ -29,7 +29,7 @@ public static class OutboxRegistration
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<OutboxNotifyInterceptor>();
         services.AddSingleton<OutboxStatistics>();
-        services.AddScoped<IOutbox>(sp => new EntityFrameworkOutbox(sp.GetRequiredService<TDbContext>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddScoped<IOutbox>(sp => new EntityFrameworkOutbox(sp.GetRequiredService<TDbContext>(), sp.GetRequiredService<TimeProvider>(), sp));
         services.AddScoped(sp => new Inbox.OutboxDbContext(sp.GetRequiredService<TDbContext>()));
         services.AddSingleton<OutboxRelay<TDbContext>>();
         services.AddHostedService(sp => sp.GetRequiredService<OutboxRelay<TDbContext>>());

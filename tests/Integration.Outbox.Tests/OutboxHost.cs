@@ -97,6 +97,7 @@ public sealed class Received
 {
     public ConcurrentDictionary<Guid, int> ByMessageId { get; } = new();
     public ConcurrentDictionary<Guid, string> TraceIds { get; } = new();
+    public ConcurrentDictionary<Guid, ConsumeContext<WidgetCreated>> Contexts { get; } = new();
     public ConcurrentQueue<(Guid MessageId, WidgetCreated Message, DateTimeOffset At)> InOrder { get; } = new();
     public int Total => ByMessageId.Values.Sum();
 }
@@ -109,6 +110,7 @@ public sealed class WidgetCreatedConsumer(Received received) : IConsumer<WidgetC
         if (System.Diagnostics.Activity.Current is { } activity)
             received.TraceIds[context.MessageId!.Value] = activity.TraceId.ToString();
         received.InOrder.Enqueue((context.MessageId!.Value, context.Message, DateTimeOffset.UtcNow));
+        received.Contexts[context.MessageId!.Value] = context;
         return Task.CompletedTask;
     }
 }

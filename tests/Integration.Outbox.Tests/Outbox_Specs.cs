@@ -114,6 +114,49 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_a_publish_sets_headers_and_envelope_fields_should_deliver_them_from_the_outbox()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, busOutbox: true);
+        var messageId = Guid.NewGuid();
+        var conversation = Guid.NewGuid();
+        var initiator = Guid.NewGuid();
+        var request = Guid.NewGuid();
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(new WidgetCreated(Guid.NewGuid(), "with headers", 1), c =>
+            {
+                c.MessageId = messageId;
+                c.ConversationId = conversation;
+                c.InitiatorId = initiator;
+                c.RequestId = request;
+                c.ResponseAddress = new Uri("queue:widget-replies");
+                c.FaultAddress = new Uri("queue:widget-faults");
+                c.TimeToLive = TimeSpan.FromMinutes(5);
+                c.Headers.Set("tenant", "north");
+                c.Headers.Set("attempt", 3);
+                c.Headers.Set("urgent", true);
+            });
+            await scope.ServiceProvider.GetRequiredService<ShopDbContext>().SaveChangesAsync();
+        }
+
+        Assert.That(await Until(() => host.Received.Contexts.ContainsKey(messageId)), Is.True, "not delivered");
+        var consumed = host.Received.Contexts[messageId];
+        Assert.Multiple(() =>
+        {
+            Assert.That(consumed.Headers.Get<string>("tenant"), Is.EqualTo("north"), "a custom string header");
+            Assert.That(consumed.Headers.Get<int>("attempt"), Is.EqualTo(3), "a custom number header");
+            Assert.That(consumed.Headers.Get<bool>("urgent"), Is.True, "a custom boolean header");
+            Assert.That(consumed.ConversationId, Is.EqualTo(conversation), "the conversation");
+            Assert.That(consumed.InitiatorId, Is.EqualTo(initiator), "the initiator (causation)");
+            Assert.That(consumed.RequestId, Is.EqualTo(request));
+            Assert.That(consumed.ResponseAddress?.AbsolutePath, Does.EndWith("widget-replies"));
+            Assert.That(consumed.FaultAddress?.AbsolutePath, Does.EndWith("widget-faults"));
+            Assert.That(consumed.ExpirationTime, Is.Not.Null, "the time-to-live");
+        });
+    }
+
+    [Test]
     public async Task When_a_message_is_written_inside_a_trace_should_be_consumed_in_that_trace()
     {
         using var listener = new ActivityListener

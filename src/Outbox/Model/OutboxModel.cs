@@ -69,6 +69,12 @@ public sealed class OutboxMessage
     /// <summary>W3C <c>tracestate</c> that came with <see cref="TraceParent"/>.</summary>
     public string? TraceState { get; set; }
 
+    /// <summary>
+    /// The headers and envelope fields (conversation, initiator, request, addresses, TTL) that came through MassTransit's
+    /// send pipe, as JSON (<see cref="OutboxEnvelope"/>); null when none.
+    /// </summary>
+    public string? Envelope { get; set; }
+
     /// <summary>When the broker confirmed it.</summary>
     public DateTimeOffset? DeliveredAt { get; set; }
 }
@@ -113,6 +119,7 @@ public static class OutboxModelBuilderExtensions
             e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
             e.Property(x => x.TraceParent).HasColumnName("trace_parent").HasMaxLength(128);
             e.Property(x => x.TraceState).HasColumnName("trace_state").HasMaxLength(512);
+            e.Property(x => x.Envelope).HasColumnName("envelope").HasColumnType("jsonb");
             e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction");
             e.HasOne<OutboxTransaction>().WithMany().HasForeignKey(x => x.TransactionId).OnDelete(DeleteBehavior.Cascade);
         });

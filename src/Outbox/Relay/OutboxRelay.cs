@@ -106,7 +106,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                                  WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
                                  ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED)
                     RETURNING id, sequence)
-                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at, m.trace_parent, m.trace_state
+                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at, m.trace_parent, m.trace_state, m.envelope
                 FROM claimed c LEFT JOIN outbox_messages m ON m.transaction_id = c.id AND m.delivered_at IS NULL
                 ORDER BY c.sequence, m.sequence
                 """, connection);
@@ -133,6 +133,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                     CreatedAt = reader.GetFieldValue<DateTimeOffset>(7),
                     TraceParent = reader.IsDBNull(8) ? null : reader.GetString(8),
                     TraceState = reader.IsDBNull(9) ? null : reader.GetString(9),
+                    Envelope = reader.IsDBNull(10) ? null : reader.GetString(10),
                 });
             }
         }
@@ -208,8 +209,11 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         activity?.SetTag("messaging.message.id", message.MessageId.ToString());
         activity?.SetTag("integration.outbox.transaction", message.TransactionId);
 
+        var envelope = OutboxEnvelope.Deserialize(message.Envelope);
+
         void Stamp(SendContext send)
         {
+            envelope?.ApplyTo(send);
             send.MessageId = message.MessageId;
             if (message.CorrelationId is { } correlation)
                 send.CorrelationId = correlation;

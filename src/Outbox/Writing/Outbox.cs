@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Integration.Outbox.Model;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using System.Data.Common;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
@@ -23,8 +24,12 @@ public interface IOutbox
         where T : class;
 }
 
-/// <summary>The scoped outbox over one DbContext: one <see cref="OutboxTransaction"/> per scope, messages in write order.</summary>
-public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOutbox
+/// <summary>
+/// The scoped outbox over one DbContext: one <see cref="OutboxTransaction"/> per scope, messages in write order. In a
+/// consumer's scope (<paramref name="services"/> given) a message written here continues the consumed message's
+/// conversation and names it as its initiator, as <c>context.Publish</c> would.
+/// </summary>
+public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProvider? services = null) : IOutbox
 {
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
@@ -46,11 +51,27 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
         where T : class
     {
         ArgumentNullException.ThrowIfNull(message);
-        return Add(destination, message, message.GetType(), Guid.CreateVersion7(), correlationId);
+        return Add(destination, message, message.GetType(), Guid.CreateVersion7(), correlationId, Caused());
+    }
+
+    /// <summary>The envelope MassTransit gives a message published from the scope's consume context; a new conversation outside one.</summary>
+    OutboxEnvelope Caused()
+    {
+        var consumed = services?.GetService<MassTransit.DependencyInjection.IScopedConsumeContextProvider>() is { HasContext: true } provider
+            ? provider.GetContext()
+            : null;
+        return consumed is null
+            ? new OutboxEnvelope { ConversationId = MassTransit.NewId.NextGuid() }
+            : new OutboxEnvelope
+            {
+                ConversationId = consumed.ConversationId ?? MassTransit.NewId.NextGuid(),
+                InitiatorId = consumed.CorrelationId ?? consumed.MessageId,
+                SourceAddress = consumed.ReceiveContext.InputAddress,
+            };
     }
 
     /// <summary>Adds one message to this scope's outbox transaction (the bus outbox's seam: MessageId chosen by the caller).</summary>
-    internal Guid Add(string? destination, object message, Type messageType, Guid messageId, Guid? correlationId)
+    internal Guid Add(string? destination, object message, Type messageType, Guid messageId, Guid? correlationId, OutboxEnvelope? envelope = null)
     {
         var now = time.GetUtcNow();
         if (_transaction is null || db.Entry(_transaction).State is EntityState.Detached or EntityState.Unchanged)
@@ -71,6 +92,7 @@ public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time) : IOu
             CreatedAt = now,
             TraceParent = Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null,
             TraceState = Activity.Current?.TraceStateString,
+            Envelope = envelope?.Serialize(),
         });
         return messageId;
     }

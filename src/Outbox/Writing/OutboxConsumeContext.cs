@@ -1,3 +1,4 @@
+using Integration.Outbox.Model;
 using MassTransit;
 using MassTransit.Context;
 using MassTransit.Middleware;
@@ -56,7 +57,7 @@ public sealed class OutboxConsumeContext<T> : ConsumeContextProxy<T>
 /// <summary>MassTransit's seam for an outbox's sends (<see cref="OutboxSendContext"/>): each sent message becomes a row.</summary>
 sealed class OutboxRows(EntityFrameworkOutbox outbox, IServiceProvider provider, bool publish) : OutboxSendContext
 {
-    /// <summary>MassTransit ran its send pipe (message id, correlation id, the caller's pipe); keep what the relay needs.</summary>
+    /// <summary>MassTransit ran its send pipe (message id, correlation id, headers, the caller's pipe); keep what the relay needs.</summary>
     public Task AddSend<T>(SendContext<T> context)
         where T : class
     {
@@ -66,7 +67,7 @@ sealed class OutboxRows(EntityFrameworkOutbox outbox, IServiceProvider provider,
             throw new NotSupportedException($"The outbox stores messages as their .NET type: publish a class or record, not {typeof(T).Name} built from values");
         var destination = publish ? null
             : context.DestinationAddress?.ToString() ?? throw new InvalidOperationException($"A {messageType.Name} sent through the outbox has no destination address");
-        outbox.Add(destination, context.Message, messageType, context.MessageId ?? Guid.CreateVersion7(), context.CorrelationId);
+        outbox.Add(destination, context.Message, messageType, context.MessageId ?? Guid.CreateVersion7(), context.CorrelationId, OutboxEnvelope.From(context));
         return Task.CompletedTask;
     }
 

@@ -25,6 +25,8 @@ public sealed class Choreography_Specs
         _host = await FulfillmentHost.StartAsync("choreography");
         var handle = _host.Factory.Services.GetRequiredService<IBus>().ConnectReceiveEndpoint("test-choreography-trail", e =>
         {
+            // One at a time: the trail queue holds the events in causal order, concurrent handlers would record them in any order.
+            e.ConcurrentMessageLimit = 1;
             Observe<FieldPartsRequested>(e);
             Observe<FieldPartsReserved>(e);
             Observe<FieldPartsUnavailable>(e);

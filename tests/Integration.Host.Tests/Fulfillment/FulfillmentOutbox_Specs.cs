@@ -17,19 +17,28 @@ public sealed class FulfillmentOutbox_Specs
         await using var connection = new Npgsql.NpgsqlConnection(host.Database.ConnectionString);
         await connection.OpenAsync();
         await using var command = new Npgsql.NpgsqlCommand(
-            "SELECT split_part(split_part(message_type, ',', 1), '.', -1) FROM outbox_messages WHERE correlation_id = @order OR body ->> 'orderId' = @text ORDER BY sequence",
+            "SELECT split_part(split_part(message_type, ',', 1), '.', -1), envelope ->> 'conversationId', envelope ->> 'initiatorId' FROM outbox_messages WHERE correlation_id = @order OR body ->> 'orderId' = @text ORDER BY sequence",
             connection);
         command.Parameters.AddWithValue("order", orderId);
         command.Parameters.AddWithValue("text", orderId.ToString());
         var types = new List<string>();
+        var envelopes = new List<(string? Conversation, string? Initiator)>();
         await using (var reader = await command.ExecuteReaderAsync())
             while (await reader.ReadAsync())
+            {
                 types.Add(reader.GetString(0));
+                envelopes.Add((reader.IsDBNull(1) ? null : reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
+            }
 
         // The order (HTTP handler), the saga's commands and outcome (saga repository) and the services' replies (inbox consumers).
         Assert.That(types, Is.EqualTo(new[]
         {
             "OrderSubmitted", "ReserveParts", "PartsReserved", "CreatePurchaseOrder", "PurchaseOrderCreated", "UpdateInventory", "InventoryUpdated", "OrderFulfilled",
         }));
+
+        // The outbox keeps MassTransit's envelope: every message the flow caused is in one conversation and names its cause.
+        TestContext.Out.WriteLine(string.Join(Environment.NewLine, envelopes.Select((e, i) => $"{types[i]}: conversation {e.Conversation}, initiator {e.Initiator}")));
+        Assert.That(envelopes.Select(e => e.Conversation).Distinct().ToList(), Has.Count.EqualTo(1).And.None.Null, "one conversation, started by the order");
+        Assert.That(envelopes.Skip(1).Select(e => e.Initiator), Has.None.Null, "every caused message names the message that caused it");
     }
 }

@@ -279,6 +279,10 @@ namespace Integration.Host.Persistence.Migrations
                         .HasColumnType("character varying(1000)")
                         .HasColumnName("destination");
 
+                    b.Property<string>("Envelope")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("envelope");
+
                     b.Property<Guid>("MessageId")
                         .HasColumnType("uuid")
                         .HasColumnName("message_id");
