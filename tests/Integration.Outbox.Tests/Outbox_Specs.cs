@@ -201,11 +201,14 @@ public sealed class Outbox_Specs
     }
 
     [Test]
-    public async Task When_a_save_writes_outbox_messages_should_notify_in_the_same_batch_and_only_at_commit()
+    public async Task When_a_save_writes_outbox_messages_should_wake_relays_only_after_the_commit_and_never_inside_it()
     {
         var recorder = new CommandRecorder();
+        await using var interceptor = new OutboxNotifyInterceptor();
+        var local = 0;
+        interceptor.Committed += () => Interlocked.Increment(ref local);
         var options = new DbContextOptionsBuilder<ShopDbContext>().UseNpgsql(_database.ConnectionString)
-            .AddInterceptors(new OutboxNotifyInterceptor(), recorder).Options;
+            .AddInterceptors(interceptor, recorder).Options;
         await using var db = new ShopDbContext(options);
         await db.Database.EnsureCreatedAsync();
         await using var listener = new Npgsql.NpgsqlConnection(_database.ConnectionString);
@@ -216,20 +219,69 @@ public sealed class Outbox_Specs
             await listen.ExecuteNonQueryAsync();
         recorder.Commands.Clear();
 
+        // The caller's transaction, rolled back: no wake-up at all.
+        await using (var transaction = await db.Database.BeginTransactionAsync())
+        {
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "rolled back" });
+            new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "rolled back", 0));
+            await db.SaveChangesAsync();
+            await transaction.RollbackAsync();
+        }
+
+        db.ChangeTracker.Clear();
+        await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
+        Assert.That((Volatile.Read(ref notified), Volatile.Read(ref local)), Is.EqualTo((0, 0)), "a rolled-back save woke a relay");
+
+        // The caller's transaction, committed: the wake-up waits for the commit.
         await using (var transaction = await db.Database.BeginTransactionAsync())
         {
             db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "w" });
             new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "w", 1));
             await db.SaveChangesAsync();
             await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
-            Assert.That(Volatile.Read(ref notified), Is.Zero, "the NOTIFY must wait for the commit");
+            Assert.That((Volatile.Read(ref notified), Volatile.Read(ref local)), Is.EqualTo((0, 0)), "the wake-up must wait for the commit");
             await transaction.CommitAsync();
         }
 
         Assert.That(await listener.WaitAsync(TimeSpan.FromSeconds(5)), Is.True, "no NOTIFY after the commit");
-        Assert.That(recorder.Commands.Count(c => c.Contains("pg_notify", StringComparison.Ordinal)), Is.EqualTo(1));
-        Assert.That(recorder.Commands.Single(c => c.Contains("pg_notify", StringComparison.Ordinal)), Does.Contain("outbox_messages"),
-            "the NOTIFY rides in the INSERT batch, not in a round trip of its own");
+        Assert.That(Volatile.Read(ref local), Is.EqualTo(1), "relays in this process are woken directly");
+
+        // EF Core's own transaction: woken once it committed.
+        new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "w", 2));
+        await db.SaveChangesAsync();
+        Assert.That(await listener.WaitAsync(TimeSpan.FromSeconds(5)), Is.True, "no NOTIFY after an implicit transaction");
+        Assert.That(Volatile.Read(ref local), Is.EqualTo(2));
+
+        // PostgreSQL serializes the commits of transactions that NOTIFY: the writers' own statements must not.
+        Assert.That(recorder.Commands.Where(c => c.Contains("pg_notify", StringComparison.Ordinal)), Is.Empty);
+    }
+
+    [Test]
+    public async Task When_many_transactions_commit_at_once_should_coalesce_their_notifications()
+    {
+        await using var interceptor = new OutboxNotifyInterceptor();
+        var options = new DbContextOptionsBuilder<ShopDbContext>().UseNpgsql(_database.ConnectionString).AddInterceptors(interceptor).Options;
+        await using (var db = new ShopDbContext(options))
+            await db.Database.EnsureCreatedAsync();
+        await using var listener = new Npgsql.NpgsqlConnection(_database.ConnectionString);
+        await listener.OpenAsync();
+        var notified = 0;
+        listener.Notification += (_, _) => Interlocked.Increment(ref notified);
+        await using (var listen = new Npgsql.NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", listener))
+            await listen.ExecuteNonQueryAsync();
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, 200), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
+        {
+            await using var db = new ShopDbContext(options);
+            new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "w", i));
+            await db.SaveChangesAsync();
+        });
+        while (await listener.WaitAsync(TimeSpan.FromMilliseconds(500)))
+        {
+        }
+
+        TestContext.Out.WriteLine($"200 commits, {notified} NOTIFYs");
+        Assert.That(notified, Is.GreaterThan(0).And.LessThan(200), "at least one NOTIFY after the last commit; concurrent commits share one");
     }
 
     [Test]

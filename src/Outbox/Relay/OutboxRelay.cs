@@ -20,9 +20,12 @@ namespace Integration.Outbox.Relay;
 /// or database is down. Delivery is at-least-once: a crash between confirm and mark re-sends with the same MessageId.
 /// </summary>
 public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus bus, IOptions<OutboxOptions> options, OutboxStatistics statistics,
-    TimeProvider time, ILogger<OutboxRelay<TDbContext>> logger) : BackgroundService
+    TimeProvider time, ILogger<OutboxRelay<TDbContext>> logger, OutboxNotifyInterceptor? commits = null) : BackgroundService
     where TDbContext : DbContext
 {
+    /// <summary>Message types by stored name: resolving an assembly-qualified name is not free, and a relay sees few types.</summary>
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Type> Types = new(StringComparer.Ordinal);
+
     readonly SemaphoreSlim _wake = new(0, 1);
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
 
@@ -47,6 +50,21 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         if (!settings.RunRelay)
             return;
         await WaitForBusAsync(stoppingToken).ConfigureAwait(false);
+        if (commits is not null)
+            commits.Committed += Wake; // commits in this process wake it directly; other processes' by NOTIFY
+        try
+        {
+            await RunAsync(settings, stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (commits is not null)
+                commits.Committed -= Wake;
+        }
+    }
+
+    async Task RunAsync(OutboxOptions settings, CancellationToken stoppingToken)
+    {
         var listener = Task.Run(() => ListenAsync(stoppingToken), stoppingToken);
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
@@ -193,9 +211,17 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         return delivered.Count;
     }
 
+    static Type? Resolve(string name)
+    {
+        var type = Type.GetType(name, throwOnError: false);
+        if (type is not null)
+            Types.TryAdd(name, type); // a type that does not load is looked up again next time (it may be deployed later)
+        return type;
+    }
+
     async Task SendAsync(OutboxMessage message, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var type = Type.GetType(message.MessageType, throwOnError: false)
+        var type = (Types.TryGetValue(message.MessageType, out var known) ? known : Resolve(message.MessageType))
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: type '{message.MessageType}' cannot be loaded in this process");
         var body = JsonSerializer.Deserialize(message.Body, type, EntityFrameworkOutbox.Json)
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: the body is null");

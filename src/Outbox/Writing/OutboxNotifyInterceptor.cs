@@ -1,0 +1,257 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Runtime.CompilerServices;
+using Integration.Outbox.Model;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
+
+namespace Integration.Outbox.Writing;
+
+/// <summary>
+/// Wakes the relays as soon as outbox messages are committed — never for a rollback, and without making the writers'
+/// commits wait on each other.
+/// <list type="bullet">
+/// <item>A <c>SaveChanges</c> that wrote outbox rows is seen here; the wake-up fires once its rows are committed: right
+/// after the save when EF Core ran its own transaction, at the commit of the caller's transaction otherwise (and not at
+/// all when that transaction rolls back).</item>
+/// <item>Relays in this process are woken directly (<see cref="Committed"/>): no round trip.</item>
+/// <item>Relays in other processes are woken by <c>NOTIFY integration_outbox</c>, sent after the commit on a connection
+/// of its own, coalesced: while one NOTIFY is in flight, any number of further commits cause exactly one more.</item>
+/// </list>
+/// The NOTIFY is deliberately not part of the business transaction: PostgreSQL serializes the commits of transactions
+/// that NOTIFY (a database-wide lock held through the commit's WAL flush), which halved the writers' throughput under
+/// load. A wake-up is only a hint: the relay's poll delivers anything a lost wake-up missed.
+/// </summary>
+public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransactionInterceptor, IAsyncDisposable
+{
+    /// <summary>The LISTEN/NOTIFY channel.</summary>
+    public const string Channel = "integration_outbox";
+
+    static readonly object Marker = new();
+
+    readonly ConditionalWeakTable<DbContext, object> _saving = [];
+    readonly ConditionalWeakTable<DbTransaction, DbContext> _uncommitted = [];
+    readonly ConcurrentDictionary<string, Notifier> _notifiers = new(StringComparer.Ordinal);
+
+    /// <summary>Raised after outbox messages were committed by a DbContext using this interceptor (relays in this process listen).</summary>
+    public event Action? Committed;
+
+    /// <inheritdoc />
+    public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        Saving(eventData.Context);
+        return base.SavingChangesAsync(eventData, result, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        Saving(eventData.Context);
+        return base.SavingChanges(eventData, result);
+    }
+
+    /// <inheritdoc />
+    public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        Saved(eventData.Context);
+        return base.SavedChangesAsync(eventData, result, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        Saved(eventData.Context);
+        return base.SavedChanges(eventData, result);
+    }
+
+    /// <inheritdoc />
+    public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context)
+            _saving.Remove(context);
+        return base.SaveChangesFailedAsync(eventData, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override void SaveChangesFailed(DbContextErrorEventData eventData)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        if (eventData.Context is { } context)
+            _saving.Remove(context);
+        base.SaveChangesFailed(eventData);
+    }
+
+    /// <inheritdoc />
+    public void TransactionCommitted(DbTransaction transaction, TransactionEndEventData eventData) => TransactionEnded(transaction, committed: true);
+
+    /// <inheritdoc />
+    public Task TransactionCommittedAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        TransactionEnded(transaction, committed: true);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void TransactionRolledBack(DbTransaction transaction, TransactionEndEventData eventData) => TransactionEnded(transaction, committed: false);
+
+    /// <inheritdoc />
+    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        TransactionEnded(transaction, committed: false);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public void TransactionFailed(DbTransaction transaction, TransactionErrorEventData eventData) => TransactionEnded(transaction, committed: false);
+
+    /// <inheritdoc />
+    public Task TransactionFailedAsync(DbTransaction transaction, TransactionErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        TransactionEnded(transaction, committed: false);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Closes the NOTIFY connections.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var notifier in _notifiers.Values)
+            await notifier.DisposeAsync().ConfigureAwait(false);
+        _notifiers.Clear();
+    }
+
+    void Saving(DbContext? context)
+    {
+        if (context is not null && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
+            _saving.AddOrUpdate(context, Marker);
+    }
+
+    void Saved(DbContext? context)
+    {
+        if (context is null || !_saving.Remove(context))
+            return;
+        if (context.Database.CurrentTransaction is { } open)
+            _uncommitted.AddOrUpdate(open.GetDbTransaction(), context); // the caller's transaction: wait for its commit
+        else
+            Wake(context); // EF Core's own transaction has committed
+    }
+
+    void TransactionEnded(DbTransaction transaction, bool committed)
+    {
+        if (transaction is null || !_uncommitted.TryGetValue(transaction, out var context))
+            return;
+        _uncommitted.Remove(transaction);
+        if (committed)
+            Wake(context);
+    }
+
+    void Wake(DbContext context)
+    {
+        Committed?.Invoke();
+        if (context.Database.GetDbConnection() is not NpgsqlConnection connection)
+            return;
+        _notifiers.GetOrAdd(Notifier.Key(connection), static (_, source) => new Notifier(source), connection).Raise();
+    }
+
+    /// <summary>Sends coalesced NOTIFYs on a connection of its own.</summary>
+    sealed class Notifier : IAsyncDisposable
+    {
+        const int Idle = 0, Running = 1, RunAgain = 2;
+
+        readonly NpgsqlConnection _template;
+        readonly SemaphoreSlim _gate = new(1, 1);
+        NpgsqlConnection? _connection;
+        int _state;
+        bool _disposed;
+
+        // A clone keeps the credentials (a connection's own ConnectionString may have dropped the password once opened).
+        public Notifier(NpgsqlConnection source) => _template = source.CloneWith(source.ConnectionString);
+
+        /// <summary>One notifier per database and user, however the connection string is spelled (with or without its password).</summary>
+        public static string Key(NpgsqlConnection connection) =>
+            new NpgsqlConnectionStringBuilder(connection.ConnectionString) { Password = null }.ConnectionString;
+
+        public void Raise()
+        {
+            while (true)
+            {
+                var state = Volatile.Read(ref _state);
+                if (state == RunAgain)
+                    return; // the running loop will send one more, after this commit
+                if (Interlocked.CompareExchange(ref _state, state == Idle ? Running : RunAgain, state) != state)
+                    continue;
+                if (state == Idle)
+                    _ = Task.Run(RunAsync);
+                return;
+            }
+        }
+
+        async Task RunAsync()
+        {
+            while (true)
+            {
+                await NotifyAsync().ConfigureAwait(false);
+                if (Interlocked.CompareExchange(ref _state, Idle, Running) == Running)
+                    return;
+                Volatile.Write(ref _state, Running); // commits arrived during that NOTIFY: one more covers them all
+            }
+        }
+
+        async Task NotifyAsync()
+        {
+            await _gate.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_disposed)
+                    return;
+                if (_connection is null)
+                {
+                    var connection = _template.CloneWith(_template.ConnectionString);
+                    await connection.OpenAsync().ConfigureAwait(false);
+                    // A NOTIFY is a transaction of its own; it need not wait for its WAL flush (it carries no data).
+                    await using (var setting = new NpgsqlCommand("SET synchronous_commit = off", connection))
+                        await setting.ExecuteNonQueryAsync().ConfigureAwait(false);
+                    _connection = connection;
+                }
+
+                await using var notify = new NpgsqlCommand($"SELECT pg_notify('{Channel}', '')", _connection) { CommandTimeout = 5 };
+                await notify.ExecuteNonQueryAsync().ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is NpgsqlException or InvalidOperationException or TimeoutException or System.IO.IOException)
+            {
+                // The database is unreachable: relays elsewhere find the messages by polling. Reconnect next time.
+                if (_connection is not null)
+                    await _connection.DisposeAsync().ConfigureAwait(false);
+                _connection = null;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _gate.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                _disposed = true;
+                if (_connection is not null)
+                    await _connection.DisposeAsync().ConfigureAwait(false);
+                _connection = null;
+                await _template.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+    }
+}
