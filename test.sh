@@ -22,6 +22,24 @@ dotnet test Integration.sln -c Release --no-build -nologo \
   --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" "$@"
 status=$?
 
+# Real restarts of RabbitMQ and PostgreSQL under traffic (fault suite): only after everything else finished, since a
+# restart fails any test using the services at that moment, and only on services this machine runs (root: rabbitmqctl,
+# pg_ctlcluster). The same cases run longer in ./soak.sh --restart-services.
+case "${INTEGRATION_RABBITMQ_URI:-}${INTEGRATION_POSTGRES:-}" in
+  *localhost*|*127.0.0.1*) local_services=1 ;;
+  *) local_services=0 ;;
+esac
+if [ "$local_services" = 1 ] && [ "$(id -u)" = 0 ] && command -v rabbitmqctl >/dev/null && command -v pg_ctlcluster >/dev/null; then
+  echo "[test] fault suite: real RabbitMQ and PostgreSQL restarts under traffic"
+  INTEGRATION_SOAK_RESTART_SERVICES=1 INTEGRATION_RELIABILITY_REPORT="$results/reliability/reliability-restarts.md" \
+    dotnet test tests/Integration.Reliability.Tests -c Release --no-build -nologo --filter "FullyQualifiedName~_restarts_" \
+    --logger "trx;LogFileName=reliability-restarts.trx" --logger "console;verbosity=normal" --results-directory "$results"
+  restart_status=$?
+  [ "$status" -eq 0 ] && status=$restart_status
+else
+  echo "[test] NOTE: the real RabbitMQ/PostgreSQL restart cases did not run (they need services local to this machine and root); the TCP-cut cases did" >&2
+fi
+
 passed=0; failed=0; skipped=0
 for trx in "$results"/*.trx; do
   [ -f "$trx" ] || continue

@@ -13,10 +13,10 @@ namespace Integration.Reliability.Tests.Faults;
 /// <c>INTEGRATION_SOAK_RESTART_SERVICES=1</c> also real restarts of the shared RabbitMQ and PostgreSQL.
 /// </summary>
 /// <remarks>
-/// The bounded form cuts the host's connections with a <see cref="Testing.Faults.TcpProxy"/> instead of restarting the
-/// broker or the database: they are shared by every test project running at the same time on this machine, and a
-/// restart would fail the others. To the host a cut is what a crashed broker or database looks like (every connection
-/// reset, new ones refused until it is back).
+/// With the other test projects, the outages are cuts of the host's connections by a <see cref="Testing.Faults.TcpProxy"/>:
+/// the broker and the database are shared by every test project running at the same time, and a restart would fail
+/// the others. To the host a cut is what a crashed broker or database looks like (every connection reset, new ones
+/// refused until it is back). <c>./test.sh</c> then runs the real restart cases alone, after everything else.
 /// </remarks>
 [TestFixture]
 [Category("Integration")]
@@ -40,7 +40,8 @@ public sealed class FaultInjection_Specs
 
     /// <summary>
     /// The faults: four in every run; with INTEGRATION_SOAK_RESTART_SERVICES=1 also real restarts of the shared RabbitMQ and
-    /// PostgreSQL (those cases exist only then: a restart would fail every other test project running on the machine).
+    /// PostgreSQL (those cases exist only then: a restart would fail every other test project running on the machine, so
+    /// ./test.sh runs them last, on their own).
     /// </summary>
     public static IEnumerable<TestCaseData> Scenarios()
     {
