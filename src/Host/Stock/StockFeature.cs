@@ -57,6 +57,9 @@ public sealed class StockFeature : IHostFeature
     public void MapEndpoints(IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
+        // Created now, not at the first request: the control bus and the dashboard list it (closed circuit, nothing
+        // pending) from the start.
+        _ = endpoints.ServiceProvider.GetRequiredService<SmartProxy>();
         endpoints.MapGet("/api/stock/{sku}", async (string sku, SmartProxy proxy, CancellationToken cancellationToken) =>
         {
             try

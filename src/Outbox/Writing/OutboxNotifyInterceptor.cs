@@ -224,9 +224,10 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
                 await using var notify = new NpgsqlCommand($"SELECT pg_notify('{Channel}', '')", _connection) { CommandTimeout = 5 };
                 await notify.ExecuteNonQueryAsync().ConfigureAwait(false);
             }
-            catch (Exception exception) when (exception is NpgsqlException or InvalidOperationException or TimeoutException or System.IO.IOException)
+            catch (Exception)
             {
-                // The database is unreachable: relays elsewhere find the messages by polling. Reconnect next time.
+                // Whatever failed (the database unreachable, the connection broken), relays elsewhere find the messages by
+                // polling; this loop must never die with its state left Running. Reconnect next time.
                 if (_connection is not null)
                     await _connection.DisposeAsync().ConfigureAwait(false);
                 _connection = null;
