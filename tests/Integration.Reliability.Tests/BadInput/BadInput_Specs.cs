@@ -143,7 +143,7 @@ public sealed class BadInput_Specs
     public async Task When_a_poison_message_always_throws_should_dead_letter_it_after_the_retries_and_keep_the_saga_consuming()
     {
         var poison = Guid.NewGuid().ToString();
-        // OrderSubmitted without lines: the saga throws on every attempt (retries 100 ms, 0.5 s, 1 s, 5 s), then gives up.
+        // OrderSubmitted without lines: the saga throws on every attempt (retries 100 ms, 0.5 s, 1 s, 2 s, 5 s), then gives up.
         await _host.PublishAsync("order-fulfillment", Envelope(poison, "urn:message:Integration.Host.Contracts:OrderSubmitted",
             new { orderId = Guid.NewGuid(), deviceId = "truck-1", region = "north", submittedAt = DateTimeOffset.UtcNow }), MassTransitJson, poison);
         var good = Guid.NewGuid();
@@ -155,7 +155,7 @@ public sealed class BadInput_Specs
         var failed = await _host.TakeAsync("order-fulfillment_error", poison, TimeSpan.FromSeconds(30));
         Assert.That(failed, Is.Not.Null, "the poison message was not dead-lettered");
         Assert.That(InProcessHost.Header(failed!, "MT-Reason"), Is.EqualTo("fault"));
-        Assert.That(InProcessHost.Header(failed!, "MT-Fault-RetryCount"), Is.EqualTo("4"), "it is retried before it is given up");
+        Assert.That(InProcessHost.Header(failed!, "MT-Fault-RetryCount"), Is.EqualTo("5"), "it is retried before it is given up");
         Assert.That(InProcessHost.Header(failed!, "MT-Fault-Message"), Is.Not.Empty);
     }
 
