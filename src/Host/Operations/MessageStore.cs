@@ -5,7 +5,6 @@ using Integration.Host.Messaging;
 using Integration.Host.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
-using Npgsql;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 
@@ -120,15 +119,13 @@ public sealed class MessageStore(IServiceScopeFactory scopes, IOptions<RabbitMqO
         ArgumentNullException.ThrowIfNull(message);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<HostDbContext>();
-        db.Set<StoredMessage>().Add(message);
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (DbUpdateException exception) when (exception.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
-        {
-            // Stored already: the broker redelivered it.
-        }
+        // Stored already (the broker redelivered it): nothing to do, and nothing for the logs to call an error.
+        await db.Database.ExecuteSqlInterpolatedAsync($"""
+            INSERT INTO message_store ("StoredAt", "Exchange", "MessageId", "CorrelationId", "ConversationId", "InitiatorId", "MessageType", "ContentType", "Headers", "History", "Body")
+            VALUES ({message.StoredAt}, {message.Exchange}, {message.MessageId}, {message.CorrelationId}, {message.ConversationId}, {message.InitiatorId},
+                    {message.MessageType}, {message.ContentType}, {message.Headers}::jsonb, {message.History}::jsonb, {message.Body})
+            ON CONFLICT ("MessageId", "Exchange") DO NOTHING
+            """, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Newest first, filtered by correlation id, type (substring), time range and exchange.</summary>

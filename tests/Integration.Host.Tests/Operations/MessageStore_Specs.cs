@@ -182,6 +182,25 @@ public sealed class MessageStore_Specs
     }
 
     [Test]
+    public async Task When_the_broker_redelivers_a_stored_message_should_keep_one_copy()
+    {
+        var store = _host.Services.GetRequiredService<MessageStore>();
+        var correlation = Guid.NewGuid().ToString();
+        StoredMessage Copy() => new()
+        {
+            StoredAt = DateTimeOffset.UtcNow, Exchange = "audit", MessageId = "redelivered-1", CorrelationId = correlation,
+            MessageType = "urn:message:Test:Redelivered", ContentType = "application/json", Headers = "{\"x\":\"1\"}", Body = Encoding.UTF8.GetBytes("{}"),
+        };
+
+        await store.AddAsync(Copy(), CancellationToken.None);
+        await store.AddAsync(Copy(), CancellationToken.None);
+
+        var found = await store.FindAsync(new MessageQuery(correlation, null, null, null, null), CancellationToken.None);
+        Assert.That(found, Has.Count.EqualTo(1), "a redelivery (same message id, same exchange) is stored once");
+        Assert.That(found[0].Headers, Does.Contain("\"x\""));
+    }
+
+    [Test]
     public async Task When_no_key_is_given_should_refuse_to_list_or_replay()
     {
         var (list, _) = await _host.Send(HttpMethod.Get, "/api/control/messages", key: null);
