@@ -25,11 +25,8 @@ status=$?
 # Real restarts of RabbitMQ and PostgreSQL under traffic (fault suite): only after everything else finished, since a
 # restart fails any test using the services at that moment, and only on services this machine runs (root: rabbitmqctl,
 # pg_ctlcluster). The same cases run longer in ./soak.sh --restart-services.
-case "${INTEGRATION_RABBITMQ_URI:-}${INTEGRATION_POSTGRES:-}" in
-  *localhost*|*127.0.0.1*) local_services=1 ;;
-  *) local_services=0 ;;
-esac
-if [ "$local_services" = 1 ] && [ "$(id -u)" = 0 ] && command -v rabbitmqctl >/dev/null && command -v pg_ctlcluster >/dev/null; then
+_is_local() { case "$1" in *localhost*|*127.0.0.1*) return 0 ;; *) return 1 ;; esac; }
+if _is_local "${INTEGRATION_RABBITMQ_URI:-}" && _is_local "${INTEGRATION_POSTGRES:-}" && [ "$(id -u)" = 0 ] && command -v rabbitmqctl >/dev/null && command -v pg_ctlcluster >/dev/null; then
   echo "[test] fault suite: real RabbitMQ and PostgreSQL restarts under traffic"
   INTEGRATION_SOAK_RESTART_SERVICES=1 INTEGRATION_RELIABILITY_REPORT="$results/reliability/reliability-restarts.md" \
     dotnet test tests/Integration.Reliability.Tests -c Release --no-build -nologo --filter "FullyQualifiedName~_restarts_" \

@@ -211,12 +211,7 @@ public sealed class Outbox_Specs
             .AddInterceptors(interceptor, recorder).Options;
         await using var db = new ShopDbContext(options);
         await db.Database.EnsureCreatedAsync();
-        await using var listener = new Npgsql.NpgsqlConnection(_database.ConnectionString);
-        await listener.OpenAsync();
-        var notified = 0;
-        listener.Notification += (_, _) => Interlocked.Increment(ref notified);
-        await using (var listen = new Npgsql.NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", listener))
-            await listen.ExecuteNonQueryAsync();
+        await using var listener = await OutboxListener.StartAsync(_database.ConnectionString);
         recorder.Commands.Clear();
 
         // The caller's transaction, rolled back: no wake-up at all.
@@ -230,7 +225,7 @@ public sealed class Outbox_Specs
 
         db.ChangeTracker.Clear();
         await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
-        Assert.That((Volatile.Read(ref notified), Volatile.Read(ref local)), Is.EqualTo((0, 0)), "a rolled-back save woke a relay");
+        Assert.That((listener.Count, Volatile.Read(ref local)), Is.EqualTo((0, 0)), "a rolled-back save woke a relay");
 
         // The caller's transaction, committed: the wake-up waits for the commit.
         await using (var transaction = await db.Database.BeginTransactionAsync())
@@ -239,7 +234,7 @@ public sealed class Outbox_Specs
             new EntityFrameworkOutbox(db, TimeProvider.System).Publish(new WidgetCreated(Guid.NewGuid(), "w", 1));
             await db.SaveChangesAsync();
             await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
-            Assert.That((Volatile.Read(ref notified), Volatile.Read(ref local)), Is.EqualTo((0, 0)), "the wake-up must wait for the commit");
+            Assert.That((listener.Count, Volatile.Read(ref local)), Is.EqualTo((0, 0)), "the wake-up must wait for the commit");
             await transaction.CommitAsync();
         }
 
@@ -263,12 +258,7 @@ public sealed class Outbox_Specs
         var options = new DbContextOptionsBuilder<ShopDbContext>().UseNpgsql(_database.ConnectionString).AddInterceptors(interceptor).Options;
         await using (var db = new ShopDbContext(options))
             await db.Database.EnsureCreatedAsync();
-        await using var listener = new Npgsql.NpgsqlConnection(_database.ConnectionString);
-        await listener.OpenAsync();
-        var notified = 0;
-        listener.Notification += (_, _) => Interlocked.Increment(ref notified);
-        await using (var listen = new Npgsql.NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", listener))
-            await listen.ExecuteNonQueryAsync();
+        await using var listener = await OutboxListener.StartAsync(_database.ConnectionString);
 
         await Parallel.ForEachAsync(Enumerable.Range(0, 200), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
         {
@@ -280,8 +270,8 @@ public sealed class Outbox_Specs
         {
         }
 
-        TestContext.Out.WriteLine($"200 commits, {notified} NOTIFYs");
-        Assert.That(notified, Is.GreaterThan(0).And.LessThan(200), "at least one NOTIFY after the last commit; concurrent commits share one");
+        TestContext.Out.WriteLine($"200 commits, {listener.Count} NOTIFYs");
+        Assert.That(listener.Count, Is.GreaterThan(0).And.LessThan(200), "at least one NOTIFY after the last commit; concurrent commits share one");
     }
 
     [Test]
@@ -379,4 +369,34 @@ public sealed class Outbox_Specs
         Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages").Result == 0), Is.True, "delivered rows were not cleaned up");
         Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(10), "cleanup must touch only the outbox");
     }
+}
+
+/// <summary>A connection listening on the outbox channel, counting the notifications it received.</summary>
+sealed class OutboxListener : IAsyncDisposable
+{
+    readonly Npgsql.NpgsqlConnection _connection;
+    int _count;
+
+    OutboxListener(Npgsql.NpgsqlConnection connection)
+    {
+        _connection = connection;
+        _connection.Notification += (_, _) => Interlocked.Increment(ref _count);
+    }
+
+    /// <summary>Notifications received so far.</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    public static async Task<OutboxListener> StartAsync(string connectionString)
+    {
+        var listener = new OutboxListener(new Npgsql.NpgsqlConnection(connectionString));
+        await listener._connection.OpenAsync();
+        await using (var listen = new Npgsql.NpgsqlCommand($"LISTEN {OutboxNotifyInterceptor.Channel}", listener._connection))
+            await listen.ExecuteNonQueryAsync();
+        return listener;
+    }
+
+    /// <summary>Waits for a notification; false when none came within <paramref name="timeout"/>.</summary>
+    public Task<bool> WaitAsync(TimeSpan timeout) => _connection.WaitAsync(timeout);
+
+    public ValueTask DisposeAsync() => _connection.DisposeAsync();
 }

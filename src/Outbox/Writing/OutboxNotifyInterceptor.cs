@@ -157,7 +157,9 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         Committed?.Invoke();
         if (context.Database.GetDbConnection() is not NpgsqlConnection connection)
             return;
-        _notifiers.GetOrAdd(Notifier.Key(connection), static (_, source) => new Notifier(source), connection).Raise();
+        // Keyed by the connection string as the connection shows it (after its first open, without the password): one
+        // dictionary lookup per commit, no parsing.
+        _notifiers.GetOrAdd(connection.ConnectionString, static (_, source) => new Notifier(source), connection).Raise();
     }
 
     /// <summary>Sends coalesced NOTIFYs on a connection of its own.</summary>
@@ -173,10 +175,6 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
         // A clone keeps the credentials (a connection's own ConnectionString may have dropped the password once opened).
         public Notifier(NpgsqlConnection source) => _template = source.CloneWith(source.ConnectionString);
-
-        /// <summary>One notifier per database and user, however the connection string is spelled (with or without its password).</summary>
-        public static string Key(NpgsqlConnection connection) =>
-            new NpgsqlConnectionStringBuilder(connection.ConnectionString) { Password = null }.ConnectionString;
 
         public void Raise()
         {

@@ -21,6 +21,7 @@ public sealed class FulfillmentCrash_Specs
         var settings = new Dictionary<string, string?>(broker.HostSettings())
         {
             ["Integration:Postgres:ConnectionString"] = database.ConnectionString,
+            ["Integration:Probes:Enabled"] = "false",
             ["Integration:Fulfillment:ApprovalTimeout"] = "00:00:10",   // long enough that it cannot fire before the kill on a loaded machine
             ["Integration:Fulfillment:SimulatedServiceDelay"] = "00:00:01",
         };

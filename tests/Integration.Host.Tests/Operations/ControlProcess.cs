@@ -33,6 +33,8 @@ public sealed class ControlProcess : IAsyncDisposable
         var settings = new Dictionary<string, string?>(broker.HostSettings())
         {
             ["Integration:Postgres:ConnectionString"] = database.ConnectionString,
+            // Test messages would add traffic the specs do not expect; specs that want them turn them on.
+            ["Integration:Probes:Enabled"] = "false",
             ["Integration:ControlBus:ApiKeys:0:Name"] = "ops",
             ["Integration:ControlBus:ApiKeys:0:Key"] = ControlHost.OperatorKey,
             ["Integration:ControlBus:ApiKeys:0:Role"] = "Operator",

@@ -46,6 +46,7 @@ public sealed class OrdersCrash_Specs
         var settings = new Dictionary<string, string?>(broker.HostSettings())
         {
             ["Integration:Postgres:ConnectionString"] = database.ConnectionString,
+            ["Integration:Probes:Enabled"] = "false",
             ["Integration:Outbox:SendTimeout"] = "00:00:03",
             ["Integration:Outbox:LockDuration"] = "00:00:10",
         };

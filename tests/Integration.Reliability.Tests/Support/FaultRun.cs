@@ -19,7 +19,7 @@ public sealed class FaultRun : IAsyncDisposable
     /// <summary>Settling stops early when nothing has moved for this long: what is not final by then is stuck. Long enough for MassTransit to reconnect after a broker cut on a loaded 2-core machine.</summary>
     static readonly TimeSpan StuckAfter = TimeSpan.FromSeconds(30);
 
-    readonly List<SampleHost> _hosts = [];
+    readonly List<HostProcess> _hosts = [];
     readonly object _gate = new();
     IReadOnlyList<HttpClient> _clients = [];
 
@@ -44,7 +44,7 @@ public sealed class FaultRun : IAsyncDisposable
     public TcpProxy? DatabaseProxy { get; }
 
     /// <summary>The running hosts (a killed host is removed, its replacement added).</summary>
-    public IReadOnlyList<SampleHost> Hosts
+    public IReadOnlyList<HostProcess> Hosts
     {
         get
         {
@@ -107,10 +107,10 @@ public sealed class FaultRun : IAsyncDisposable
     }
 
     /// <summary>Starts a host process (on <paramref name="port"/> when restarting one) and, unless told otherwise, waits until it is ready.</summary>
-    public async Task<SampleHost> StartHostAsync(int? port = null, bool waitUntilReady = true)
+    public async Task<HostProcess> StartHostAsync(int? port = null, bool waitUntilReady = true)
     {
         // Not waiting (a restart under load): the traffic finds the host when it answers, and the accounting catches one that never does.
-        var host = await SampleHost.StartAsync(HostSettings(), port, waitUntilLive: waitUntilReady).ConfigureAwait(false);
+        var host = await HostProcess.StartAsync(HostSettings(), port, waitUntilLive: waitUntilReady).ConfigureAwait(false);
         lock (_gate)
         {
             _hosts.Add(host);
@@ -129,7 +129,7 @@ public sealed class FaultRun : IAsyncDisposable
     }
 
     /// <summary>SIGKILLs <paramref name="host"/> and takes it out of the traffic.</summary>
-    public void Kill(SampleHost host)
+    public void Kill(HostProcess host)
     {
         ArgumentNullException.ThrowIfNull(host);
         lock (_gate)
@@ -142,7 +142,7 @@ public sealed class FaultRun : IAsyncDisposable
         _killed.Add(host);
     }
 
-    readonly List<SampleHost> _killed = [];
+    readonly List<HostProcess> _killed = [];
 
     /// <summary>
     /// Drives orders and parts requests for <paramref name="duration"/>, running <paramref name="fault"/> once at the first third

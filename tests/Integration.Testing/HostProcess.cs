@@ -2,20 +2,19 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Integration.Testing;
 
-namespace Integration.Reliability.Tests.Support;
+namespace Integration.Testing;
 
 /// <summary>
-/// The real sample host (<c>Integration.Host.dll</c> from this test's output) as a child process: it can be SIGKILLed
-/// like a crashed machine, restarted on the same port, and everything it writes to stdout/stderr is kept for asserting on.
+/// The real host (<c>Integration.Host.dll</c> from the test's output) as a child process: it can be SIGKILLed like a
+/// crashed machine, restarted on the same port, and everything it writes to stdout/stderr is kept for asserting on.
 /// </summary>
-public sealed class SampleHost : IAsyncDisposable
+public sealed class HostProcess : IAsyncDisposable
 {
     readonly Process _process;
     readonly ConcurrentQueue<string> _output;
 
-    SampleHost(Process process, Uri address, ConcurrentQueue<string> output)
+    HostProcess(Process process, Uri address, ConcurrentQueue<string> output)
     {
         _process = process;
         _output = output;
@@ -39,7 +38,7 @@ public sealed class SampleHost : IAsyncDisposable
     /// Starts the host with <paramref name="settings"/> as environment variables (<c>Integration:X</c> → <c>Integration__X</c>) on
     /// <paramref name="port"/> (a free one when null) and, unless told otherwise, waits until <c>/health/live</c> answers.
     /// </summary>
-    public static async Task<SampleHost> StartAsync(IReadOnlyDictionary<string, string?> settings, int? port = null, bool waitUntilLive = true,
+    public static async Task<HostProcess> StartAsync(IReadOnlyDictionary<string, string?> settings, int? port = null, bool waitUntilLive = true,
         TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -71,7 +70,7 @@ public sealed class SampleHost : IAsyncDisposable
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var host = new SampleHost(process, address, output);
+        var host = new HostProcess(process, address, output);
         if (waitUntilLive && !await host.WaitUntilAsync("/health/live", timeout ?? TimeSpan.FromSeconds(60)).ConfigureAwait(false))
         {
             var log = host.Output;
