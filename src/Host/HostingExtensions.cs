@@ -1,38 +1,36 @@
-using Integration.Host.Configuration;
 using Integration.Host.Features;
-using Integration.Host.Health;
-using Integration.Host.Messaging;
-using Integration.Host.Observability;
+using Integration.Host.Fulfillment;
 using Integration.Host.Persistence;
+using Integration.Hosting;
+using Integration.Operations;
 
 namespace Integration.Host;
 
-/// <summary>Composition of the worker host: every part is one <c>Add*</c> call on the builder.</summary>
+/// <summary>Composition of the sample host: the framework's defaults and operations, then the sample's features.</summary>
 public static class HostingExtensions
 {
-    /// <summary>Adds configuration, persistence, messaging, telemetry, health and the sample features.</summary>
+    /// <summary>Adds the host defaults (broker, database, telemetry, health), operations and the sample features.</summary>
     public static IHostApplicationBuilder AddIntegrationHost(this IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var features = HostFeatures.All;
-
-        builder.AddHostConfiguration();
-        builder.AddStructuredLogging();
-        builder.AddPersistence(features);
-        foreach (var feature in features)
+        builder.AddIntegrationDefaults<HostDbContext>(bus =>
+        {
+            foreach (var feature in HostFeatures.All)
+                feature.AddBus(bus, builder.Configuration);
+        });
+        builder.AddIntegrationOperations<HostDbContext>(operations =>
+            operations.AddSagaGauge<OrderFulfillmentState>("order-fulfillment", s => s.CurrentState));
+        foreach (var feature in HostFeatures.All)
             feature.AddServices(builder);
-        builder.AddMessaging(features);
-        builder.AddTelemetry();
-        builder.AddHealth();
         return builder;
     }
 
-    /// <summary>Maps health, metrics and every feature's endpoints.</summary>
+    /// <summary>Maps health, metrics, the control API, the dashboard and every feature's endpoints.</summary>
     public static WebApplication MapIntegrationHost(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.MapHealth();
-        app.MapTelemetry();
+        app.MapIntegrationDefaults();
+        app.MapIntegrationOperations();
         foreach (var feature in HostFeatures.All)
             feature.MapEndpoints(app);
         app.MapGet("/", (HttpContext http) =>

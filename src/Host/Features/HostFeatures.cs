@@ -1,12 +1,11 @@
 namespace Integration.Host.Features;
 
-/// <summary>The features this host runs, in order. Add a feature by adding it here: no scanning, no conventions.</summary>
+/// <summary>The features of the sample, in order. Add a feature by adding it here: no scanning, no conventions.</summary>
 public static class HostFeatures
 {
     /// <summary>All features of the sample integration.</summary>
     public static IReadOnlyList<IHostFeature> All { get; } =
     [
-        new Operations.OperationsFeature(),
         new Parts.PartsRoutingFeature(),
         new Orders.OrdersFeature(),
         new Fulfillment.FulfillmentFeature(),

@@ -1,7 +1,7 @@
-using Integration.Host.Configuration;
 using Integration.Host.Features;
 using Integration.Host.Orders;
 using Integration.Host.Persistence;
+using Integration.Hosting;
 using Integration.Outbox.Inbox;
 using Integration.Sagas.Postgres;
 using Integration.Sagas.Scheduling;
@@ -29,15 +29,9 @@ public sealed class FulfillmentFeature : IHostFeature
     public void AddServices(IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.AddValidatedOptions<FulfillmentOptions>(FulfillmentOptions.Section, FulfillmentOptions.Validate);
+        builder.Services.AddIntegrationOptions<FulfillmentOptions>(FulfillmentOptions.Section, FulfillmentOptions.Validate);
+        builder.Services.AddIntegrationBusConfiguration((context, bus) => bus.UseQuartzScheduler(context));
         builder.Services.AddScoped<IOrderProgressReader, FulfillmentProgressReader>();
-    }
-
-    /// <inheritdoc />
-    public void ConfigureModel(ModelBuilder modelBuilder)
-    {
-        OrderFulfillmentState.ConfigureModel(modelBuilder);
-        modelBuilder.AddQuartzSchema();
     }
 
     /// <summary>
@@ -74,13 +68,6 @@ public sealed class FulfillmentFeature : IHostFeature
             endpoint.UseMessageRetry(Retry);
             endpoint.UseIntegrationInbox(context);
         });
-    }
-
-    /// <inheritdoc />
-    public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
-    {
-        ArgumentNullException.ThrowIfNull(bus);
-        bus.UseQuartzScheduler(context);
     }
 
     /// <inheritdoc />

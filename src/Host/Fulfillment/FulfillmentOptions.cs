@@ -21,16 +21,14 @@ public sealed class FulfillmentOptions
     /// <summary>How long each simulated downstream service takes (for demos and crash tests). Default none.</summary>
     public TimeSpan SimulatedServiceDelay { get; set; } = TimeSpan.Zero;
 
-    /// <summary>Rules the annotations cannot express.</summary>
-    public static string? Validate(FulfillmentOptions options)
+    /// <summary>Rules the annotations cannot express, each naming its full key.</summary>
+    internal static IEnumerable<string> Validate(FulfillmentOptions options)
     {
-        ArgumentNullException.ThrowIfNull(options);
         if (options.ApprovalTimeout < TimeSpan.FromSeconds(1) || options.ApprovalTimeout > TimeSpan.FromDays(30))
-            return $"{Section}:ApprovalTimeout must be between 00:00:01 and 30.00:00:00 (was {options.ApprovalTimeout})";
+            yield return $"{Section}:ApprovalTimeout must be between 00:00:01 and 30.00:00:00 (was {options.ApprovalTimeout})";
         if (options.SimulatedServiceDelay < TimeSpan.Zero || options.SimulatedServiceDelay > TimeSpan.FromMinutes(5))
-            return $"{Section}:SimulatedServiceDelay must be between 00:00:00 and 00:05:00 (was {options.SimulatedServiceDelay})";
+            yield return $"{Section}:SimulatedServiceDelay must be between 00:00:00 and 00:05:00 (was {options.SimulatedServiceDelay})";
         if (!Enum.IsDefined(options.ConcurrencyMode))
-            return $"{Section}:ConcurrencyMode must be Optimistic or Pessimistic";
-        return null;
+            yield return $"{Section}:ConcurrencyMode must be Optimistic or Pessimistic";
     }
 }

@@ -34,13 +34,6 @@ public sealed class OrdersFeature : IHostFeature
     }
 
     /// <inheritdoc />
-    public void ConfigureModel(ModelBuilder modelBuilder)
-    {
-        Order.ConfigureModel(modelBuilder);
-        modelBuilder.AddIntegrationOutbox();
-    }
-
-    /// <inheritdoc />
     public void MapEndpoints(IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);

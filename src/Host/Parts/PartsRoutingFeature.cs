@@ -1,6 +1,5 @@
-using Integration.Host.Configuration;
 using Integration.Host.Features;
-using Integration.Host.Messaging;
+using Integration.Hosting;
 using Integration.Patterns.ContentRouting;
 using Integration.Patterns.Filtering;
 using Integration.Patterns.Routing;
@@ -60,13 +59,6 @@ public sealed partial class PartsRoutingFeature : IHostFeature
                 endpoint.MaxBodyBytes = MaxRequestBytes;
                 endpoint.RateLimit(perSecond, TimeSpan.FromSeconds(1));   // a bad value stops the host naming the route and RateLimit
             }));
-    }
-
-    /// <inheritdoc />
-    public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
-    {
-        ArgumentNullException.ThrowIfNull(bus);
-        bus.ConfigureIntegrationRoutes(context);
     }
 
     /// <summary>Declares the destination queues (durable) as soon as the broker answers, retrying in the background until it does.</summary>

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Integration.Host.Operations;
+using Integration.Operations;
 using Integration.Testing;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;

@@ -2,8 +2,9 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
-using Integration.Host.Configuration;
-using Integration.Host.Messaging;
+using Integration.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Integration.Reliability.Tests.Support;
 using Integration.Testing;
 using Npgsql;
@@ -181,7 +182,7 @@ public sealed class Security_Specs
 
             var factory = RabbitMqConnections.Factory(options);
 
-            Assert.That(RabbitMqOptions.Validate(options), Is.Null);
+            Assert.That(RabbitMqFailures(options), Is.Empty);
             Assert.That(factory.Ssl.Enabled, Is.True);
             Assert.That(factory.Ssl.ServerName, Is.EqualTo("rabbit.example.com"));
             Assert.That(factory.Ssl.CertPath, Is.EqualTo(certificate));
@@ -200,7 +201,31 @@ public sealed class Security_Specs
         var withoutTls = new RabbitMqOptions { Host = "h", Username = "u", Password = "p", TlsClientCertificatePath = "/etc/hosts" };
         var missing = new RabbitMqOptions { Host = "h", Username = "u", Password = "p", UseTls = true, TlsClientCertificatePath = "/nonexistent/client.pfx" };
 
-        Assert.That(RabbitMqOptions.Validate(withoutTls), Does.Contain("Integration:RabbitMq:TlsClientCertificatePath").And.Contain("UseTls"));
-        Assert.That(RabbitMqOptions.Validate(missing), Does.Contain("Integration:RabbitMq:TlsClientCertificatePath").And.Contain("no file"));
+        Assert.That(string.Join("; ", RabbitMqFailures(withoutTls)), Does.Contain("Integration:RabbitMq:TlsClientCertificatePath").And.Contain("UseTls"));
+        Assert.That(string.Join("; ", RabbitMqFailures(missing)), Does.Contain("Integration:RabbitMq:TlsClientCertificatePath").And.Contain("no file"));
+    }
+
+    /// <summary>What the host's start-time validation says of <paramref name="options"/> (the same validator AddIntegrationDefaults registers).</summary>
+    static IReadOnlyList<string> RabbitMqFailures(RabbitMqOptions options)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Integration:RabbitMq:Host"] = options.Host, ["Integration:RabbitMq:Port"] = options.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Integration:RabbitMq:Username"] = options.Username, ["Integration:RabbitMq:Password"] = options.Password,
+            ["Integration:RabbitMq:UseTls"] = options.UseTls ? "true" : "false", ["Integration:RabbitMq:TlsClientCertificatePath"] = options.TlsClientCertificatePath,
+            ["Integration:Postgres:ConnectionString"] = "Host=localhost",
+        });
+        builder.AddIntegrationDefaults<Integration.Host.Persistence.HostDbContext>();
+        using var services = builder.Services.BuildServiceProvider();
+        try
+        {
+            _ = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<RabbitMqOptions>>().Value;
+            return [];
+        }
+        catch (Microsoft.Extensions.Options.OptionsValidationException exception)
+        {
+            return exception.Failures.ToList();
+        }
     }
 }
