@@ -9,11 +9,11 @@ using RabbitMQ.Client;
 namespace Integration.Operations;
 
 /// <summary>A message in an error queue, as an operator needs to see it.</summary>
-public sealed record DeadLetter(string? MessageId, string? MessageType, string? Reason, string? ExceptionType, string? FaultedAt, string? ConsumerType,
+sealed record DeadLetter(string? MessageId, string? MessageType, string? Reason, string? ExceptionType, string? FaultedAt, string? ConsumerType,
     int BodyBytes, string BodyPreview);
 
 /// <summary>An error queue and how many messages wait in it.</summary>
-public sealed record DeadLetterQueue(string Queue, string OriginalQueue, long Messages);
+sealed record DeadLetterQueue(string Queue, string OriginalQueue, long Messages);
 
 /// <summary>
 /// The <c>*_error</c> queues of the host's virtual host: list them and their messages, replay messages to the queue they

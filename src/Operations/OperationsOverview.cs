@@ -61,13 +61,13 @@ sealed class OperationsMetrics
 }
 
 /// <summary>A queue with its depth and rates (from the RabbitMQ management API).</summary>
-public sealed record QueueStatus(string Name, long Messages, long Consumers, double PublishRate, double DeliverRate);
+sealed record QueueStatus(string Name, long Messages, long Consumers, double PublishRate, double DeliverRate);
 
 /// <summary>Saga instances in one state.</summary>
-public sealed record SagaStateCount(string Saga, string State, long Count);
+sealed record SagaStateCount(string Saga, string State, long Count);
 
 /// <summary>What the dashboard and the gauges show, measured at <see cref="At"/>.</summary>
-public sealed record OperationsSnapshot(DateTimeOffset At, IReadOnlyList<QueueStatus> Queues, IReadOnlyList<DeadLetterQueue> DeadLetters, long OutboxBacklog,
+sealed record OperationsSnapshot(DateTimeOffset At, IReadOnlyList<QueueStatus> Queues, IReadOnlyList<DeadLetterQueue> DeadLetters, long OutboxBacklog,
     IReadOnlyList<SagaStateCount> Sagas, long StoredMessages, IReadOnlyList<string> Errors);
 
 /// <summary>Counts one saga's instances by state, for the <c>integration.saga.instances</c> gauge and the dashboard.</summary>
