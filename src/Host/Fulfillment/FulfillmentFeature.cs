@@ -37,7 +37,7 @@ public sealed class FulfillmentFeature : IHostFeature
     public void ConfigureModel(ModelBuilder modelBuilder)
     {
         OrderFulfillmentState.ConfigureModel(modelBuilder);
-        modelBuilder.AddQuartzSchema();
+        modelBuilder.AddIntegrationScheduler();
     }
 
     /// <summary>
@@ -52,12 +52,11 @@ public sealed class FulfillmentFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(configuration);
         var concurrencyMode = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>()?.ConcurrencyMode ?? SagaConcurrencyMode.Optimistic;
-        bus.AddQuartzScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
+        bus.AddIntegrationScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
         bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry))
             .Endpoint(e => e.Name = "order-fulfillment")
-            .PostgresRepository(o =>
+            .PostgresRepository<HostDbContext>(o =>
             {
-                o.UseDbContext<HostDbContext>();
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
                 o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them
             });
@@ -74,13 +73,6 @@ public sealed class FulfillmentFeature : IHostFeature
             endpoint.UseMessageRetry(Retry);
             endpoint.UseIntegrationInbox(context);
         });
-    }
-
-    /// <inheritdoc />
-    public void ConfigureBus(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
-    {
-        ArgumentNullException.ThrowIfNull(bus);
-        bus.UseQuartzScheduler(context);
     }
 
     /// <inheritdoc />
