@@ -38,7 +38,7 @@ public sealed class DurableSchedulerOptions
     public Func<IServiceProvider, string>? ConnectionStringFactory { get; set; }
 
     /// <summary>Prefix of the Quartz tables; must match <c>modelBuilder.AddIntegrationScheduler(prefix)</c>. Default <c>qrtz_</c>.</summary>
-    public string TablePrefix { get; set; } = QuartzSchema.DefaultTablePrefix;
+    public string TablePrefix { get; set; } = SchedulerModelBuilderExtensions.DefaultTablePrefix;
 
     /// <summary>Schema of the Quartz tables; must match <c>modelBuilder.AddIntegrationScheduler(schema: ...)</c>. Default: none (the search path).</summary>
     public string? Schema { get; set; }

@@ -7,7 +7,7 @@ namespace Integration.Sagas.Scheduling;
 /// its own tables (no script to run by hand, nothing created behind the migrations' back). The definition follows
 /// Quartz's own <c>create_postgres.sql</c>; a spec compares the two.
 /// </summary>
-public static class QuartzSchema
+public static class SchedulerModelBuilderExtensions
 {
     /// <summary>Quartz's default table prefix.</summary>
     public const string DefaultTablePrefix = "qrtz_";
