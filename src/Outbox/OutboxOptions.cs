@@ -1,8 +1,14 @@
 namespace Integration.Outbox;
 
-/// <summary>Outbox settings (bind e.g. <c>Integration:Outbox</c>); validated at start, failures name the setting.</summary>
+/// <summary>
+/// Outbox settings, bound from <c>Integration:Outbox</c> by <c>AddIntegrationOutbox&lt;TDbContext&gt;()</c> and validated at
+/// start: a bad value stops the host with a message naming the full key (<c>Integration:Outbox:BatchSize must be 1 to 10000, not 0</c>).
+/// </summary>
 public sealed class OutboxOptions
 {
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string Section = "Integration:Outbox";
+
     /// <summary>Run the delivery relay in this process (several processes may run it on one database).</summary>
     public bool RunRelay { get; set; } = true;
 
@@ -36,7 +42,7 @@ public sealed class OutboxOptions
     /// <summary>Health turns Degraded when the oldest undelivered message is older than this.</summary>
     public TimeSpan DegradedAfter { get; set; } = TimeSpan.FromMinutes(1);
 
-    internal IEnumerable<string> Validate(string section)
+    internal IEnumerable<string> Validate(string section = Section)
     {
         if (PollInterval <= TimeSpan.Zero) yield return $"{section}:PollInterval must be positive, not {PollInterval}";
         if (BatchSize is < 1 or > 10_000) yield return $"{section}:BatchSize must be 1 to 10000, not {BatchSize}";
@@ -44,6 +50,8 @@ public sealed class OutboxOptions
         if (LockDuration <= SendTimeout) yield return $"{section}:LockDuration ({LockDuration}) must be longer than SendTimeout ({SendTimeout})";
         if (RetentionPeriod < TimeSpan.Zero) yield return $"{section}:RetentionPeriod must not be negative";
         if (InboxRetention < TimeSpan.Zero) yield return $"{section}:InboxRetention must not be negative";
+        if (CleanupInterval <= TimeSpan.Zero) yield return $"{section}:CleanupInterval must be positive, not {CleanupInterval}";
+        if (DegradedAfter <= TimeSpan.Zero) yield return $"{section}:DegradedAfter must be positive, not {DegradedAfter}";
         if (CleanupBatchSize is < 1 or > 100_000) yield return $"{section}:CleanupBatchSize must be 1 to 100000, not {CleanupBatchSize}";
     }
 }

@@ -2,6 +2,7 @@ using Integration.Outbox.Relay;
 using Integration.Outbox.Writing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
@@ -11,24 +12,33 @@ namespace Integration.Outbox;
 public static class OutboxRegistration
 {
     /// <summary>
-    /// Adds <see cref="IOutbox"/> (scoped, over <typeparamref name="TDbContext"/>), the inbox's DbContext access, the relay (unless
-    /// <see cref="OutboxOptions.RunRelay"/> is false), cleanup, metrics and the <c>outbox</c> health check.
-    /// The DbContext must map the tables (<c>modelBuilder.AddIntegrationOutbox()</c>) and use the
-    /// <see cref="OutboxNotifyInterceptor"/> (<c>options.AddInterceptors(sp.GetRequiredService&lt;OutboxNotifyInterceptor&gt;())</c>).
+    /// Adds, in one call: <see cref="IOutbox"/> (scoped, over <typeparamref name="TDbContext"/>), the inbox's DbContext access,
+    /// the relay (unless <see cref="OutboxOptions.RunRelay"/> is false), cleanup, metrics (meter <c>Integration.Outbox</c>),
+    /// the <c>outbox</c> health check, and the <see cref="OutboxNotifyInterceptor"/> on <typeparamref name="TDbContext"/>'s
+    /// options (through <c>ConfigureDbContext</c>, whether <c>AddDbContext</c> is called before or after this).
+    /// <see cref="OutboxOptions"/> are bound from <c>Integration:Outbox</c>, then <paramref name="configure"/> runs (what it
+    /// sets wins), then they are validated at start. The DbContext must map the tables: <c>modelBuilder.AddIntegrationOutbox()</c>.
     /// </summary>
-    public static IServiceCollection AddIntegrationOutbox<TDbContext>(this IServiceCollection services, Action<OutboxOptions>? configure = null,
-        string section = "Integration:Outbox")
+    public static IServiceCollection AddIntegrationOutbox<TDbContext>(this IServiceCollection services, Action<OutboxOptions>? configure = null)
         where TDbContext : DbContext
     {
         ArgumentNullException.ThrowIfNull(services);
-        var builder = services.AddOptions<OutboxOptions>();
+        var builder = services.AddOptions<OutboxOptions>().BindConfiguration(OutboxOptions.Section);
         if (configure is not null)
             builder.Configure(configure);
         builder.ValidateOnStart();
-        services.AddSingleton<IValidateOptions<OutboxOptions>>(new OutboxOptionsValidator(section));
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton<OutboxNotifyInterceptor>();
-        services.AddSingleton<OutboxStatistics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<OutboxOptions>, OutboxOptionsValidator>());
+        services.AddMetrics();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<OutboxNotifyInterceptor>();
+        services.TryAddSingleton<OutboxStatistics>();
+        services.TryAddSingleton<OutboxMetrics>();
+
+        // EF Core applies every ConfigureDbContext<T> to T's options, registered before or after AddDbContext<T>. Singleton: it
+        // also suits AddDbContextFactory/AddDbContextPool, whose options are singletons. The relay checks at start that it applied.
+        services.ConfigureDbContext<TDbContext>((provider, options) => options.AddInterceptors(provider.GetRequiredService<OutboxNotifyInterceptor>()),
+            ServiceLifetime.Singleton);
+
         services.AddScoped<IOutbox>(sp => new EntityFrameworkOutbox(sp.GetRequiredService<TDbContext>(), sp.GetRequiredService<TimeProvider>(), sp));
         services.AddScoped(sp => new Inbox.OutboxDbContext(sp.GetRequiredService<TDbContext>()));
         services.AddSingleton<OutboxRelay<TDbContext>>();
@@ -37,20 +47,19 @@ public static class OutboxRegistration
         return services;
     }
 
-    sealed class OutboxOptionsValidator(string section) : IValidateOptions<OutboxOptions>
+    sealed class OutboxOptionsValidator : IValidateOptions<OutboxOptions>
     {
         public ValidateOptionsResult Validate(string? name, OutboxOptions options)
         {
-            var failures = options.Validate(section).ToList();
+            var failures = options.Validate().ToList();
             return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
         }
     }
 }
 
 /// <summary>Degraded while the oldest undelivered message is older than <see cref="OutboxOptions.DegradedAfter"/>.</summary>
-public sealed class OutboxHealthCheck(OutboxStatistics statistics, IOptions<OutboxOptions> options) : IHealthCheck
+sealed class OutboxHealthCheck(OutboxStatistics statistics, IOptions<OutboxOptions> options) : IHealthCheck
 {
-    /// <inheritdoc />
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var data = new Dictionary<string, object> { ["undelivered"] = statistics.Undelivered, ["oldestAgeSeconds"] = statistics.OldestAge.TotalSeconds };

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Integration.Outbox.Inbox;
-using Integration.Outbox.Writing;
 using Integration.Testing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -35,8 +34,7 @@ public static class ConsumerProcess
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("Integration", LogLevel.Information);
         builder.Services.AddSingleton(new Received());
-        builder.Services.AddDbContext<ShopDbContext>((sp, o) => o.UseNpgsql(Get("CONSUMER_POSTGRES"))
-            .AddInterceptors(sp.GetRequiredService<OutboxNotifyInterceptor>()));
+        builder.Services.AddDbContext<ShopDbContext>(o => o.UseNpgsql(Get("CONSUMER_POSTGRES")));
         builder.Services.AddIntegrationOutbox<ShopDbContext>(o =>
         {
             // A relay killed with its claim holds it until the lease ends: short, so the next process takes over quickly.

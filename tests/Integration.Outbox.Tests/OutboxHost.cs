@@ -77,19 +77,30 @@ public sealed class CrashOnceAfterCommit : IFilter<ConsumeContext>
     public void Probe(ProbeContext context) => context.CreateFilterScope("crash-once");
 }
 
-/// <summary>A user's own DbContext: business data plus the outbox tables.</summary>
-public sealed class ShopDbContext(DbContextOptions<ShopDbContext> options) : DbContext(options)
+/// <summary>Where a test puts the outbox tables (null: the default schema).</summary>
+public sealed record OutboxSchema(string? Name);
+
+/// <summary>A user's own DbContext: business data plus the outbox tables (in <see cref="OutboxSchema"/> when one is registered).</summary>
+public sealed class ShopDbContext(DbContextOptions<ShopDbContext> options, OutboxSchema? schema = null) : DbContext(options)
 {
     public DbSet<Widget> Widgets => Set<Widget>();
 
     public DbSet<Charge> Charges => Set<Charge>();
 
+    public string? Schema { get; } = schema?.Name;
+
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<Widget>().ToTable("widgets");
         modelBuilder.Entity<Charge>().ToTable("charges");
-        modelBuilder.AddIntegrationOutbox();
+        modelBuilder.AddIntegrationOutbox(Schema);
     }
+}
+
+/// <summary>One model per schema (EF Core caches one model per DbContext type otherwise).</summary>
+public sealed class SchemaModelCacheKeyFactory : Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory
+{
+    public object Create(DbContext context, bool designTime) => (context.GetType(), (context as ShopDbContext)?.Schema, designTime);
 }
 
 /// <summary>What consumers received, by MessageId.</summary>
@@ -128,19 +139,25 @@ public sealed class OutboxHost : IAsyncDisposable
 
     public static async Task<OutboxHost> StartAsync(TestBroker broker, TestDatabase database, bool relay = true, bool consume = false,
         Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null,
-        bool busOutbox = false)
+        bool busOutbox = false, string? schema = null, bool dbContextAfterOutbox = false)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(received ?? new Received());
-        builder.Services.AddDbContext<ShopDbContext>((sp, o) => o.UseNpgsql(database.ConnectionString)
-            .AddInterceptors(sp.GetRequiredService<OutboxNotifyInterceptor>()));
+        builder.Services.AddSingleton(new OutboxSchema(schema));
+        // No interceptor here: AddIntegrationOutbox wires it into ShopDbContext's options, registered before or after it.
+        void AddDbContext() => builder.Services.AddDbContext<ShopDbContext>(o => o.UseNpgsql(database.ConnectionString)
+            .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, SchemaModelCacheKeyFactory>());
+        if (!dbContextAfterOutbox)
+            AddDbContext();
         builder.Services.AddIntegrationOutbox<ShopDbContext>(o =>
         {
             o.RunRelay = relay;
             o.PollInterval = TimeSpan.FromSeconds(30);
             outbox?.Invoke(o);
         });
+        if (dbContextAfterOutbox)
+            AddDbContext();
         builder.Services.AddMassTransit(x =>
         {
             if (busOutbox)

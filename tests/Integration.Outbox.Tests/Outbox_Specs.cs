@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Integration.Outbox.Writing;
+using Integration.Outbox.Relay;
 using Integration.Testing;
 using Integration.Testing.Faults;
 using MassTransit;
@@ -46,6 +47,84 @@ public sealed class Outbox_Specs
         Assert.That(stopwatch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "the poll is 30 s here: only the commit's NOTIFY can deliver this quickly");
         Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL").Result == 0), Is.True,
             "delivered messages must be marked");
+    }
+
+    [Test]
+    public async Task When_the_DbContext_is_registered_after_the_outbox_should_still_wake_the_relay_at_the_commit()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, dbContextAfterOutbox: true);
+
+        var stopwatch = Stopwatch.StartNew();
+        var ids = await host.WriteAsync(1);
+
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(ids[0]), 10), Is.True, "not delivered");
+        Assert.That(stopwatch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "the poll is 30 s here: only the interceptor's wake-up can deliver this quickly");
+    }
+
+    [Test]
+    public async Task When_the_tables_are_in_a_schema_should_write_deliver_deduplicate_and_clean_up_there()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, inbox: new CrashOnceAfterCommit(), schema: "shop", outbox: o =>
+        {
+            o.RetentionPeriod = TimeSpan.Zero;
+            o.CleanupInterval = TimeSpan.FromMilliseconds(200);
+            o.PollInterval = TimeSpan.FromMilliseconds(200);
+        });
+
+        var ids = await host.WriteAsync(3);
+        var charge = Guid.NewGuid();
+        var endpoint = await host.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri("queue:charges"));
+        for (var i = 0; i < 2; i++)
+            await endpoint.Send(new ChargeCard(Guid.NewGuid(), 5), Pipe.Execute<SendContext<ChargeCard>>(c => c.MessageId = charge));
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey) && host.Received.Total == 4), Is.True,
+            () => $"received {host.Received.Total}: three widgets and one CardCharged expected");
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.outbox_transactions").Result == 0), Is.True,
+            "the relay's cleanup must delete the delivered rows in the schema");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.inbox_states"), Is.EqualTo(1), "the inbox writes in the schema");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(1), "the duplicate was applied");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE '%box%'"),
+                Is.Zero, "no outbox table outside the schema");
+        });
+    }
+
+    [Test]
+    public async Task When_two_hosts_run_in_one_process_should_count_each_ones_deliveries_on_its_own_instruments()
+    {
+        var measured = new System.Collections.Concurrent.ConcurrentBag<(object? Scope, string Instrument, double Value)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == OutboxDiagnostics.Name)
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) => measured.Add((instrument.Meter.Scope, instrument.Name, value)));
+        listener.SetMeasurementEventCallback<double>((instrument, value, _, _) => measured.Add((instrument.Meter.Scope, instrument.Name, value)));
+        listener.Start();
+        await using var writer = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        await using var idle = await OutboxHost.StartAsync(_broker, _database, relay: false);
+        var writerMeters = writer.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var idleMeters = idle.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+
+        var ids = await writer.WriteAsync(3);
+        Assert.That(await Until(() => ids.All(writer.Received.ByMessageId.ContainsKey)), Is.True, "not delivered");
+        // The relay counts after the broker's confirm, which may come after the consumer already had the message.
+        await Until(() => measured.Count(m => m.Instrument == "integration.outbox.commit_to_send") >= 3, 5);
+        listener.RecordObservableInstruments();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(measured.Where(m => m.Instrument == "integration.outbox.delivered" && ReferenceEquals(m.Scope, writerMeters)).Sum(m => m.Value),
+                Is.EqualTo(3), "the delivering host's counter");
+            Assert.That(measured.Where(m => m.Instrument == "integration.outbox.commit_to_send" && ReferenceEquals(m.Scope, writerMeters)).Count(),
+                Is.EqualTo(3), "the delivering host's histogram");
+            Assert.That(measured.Where(m => ReferenceEquals(m.Scope, idleMeters) && m.Instrument != "integration.outbox.undelivered"
+                && m.Instrument != "integration.outbox.oldest_undelivered_age"), Is.Empty, "the other host delivered nothing and counted nothing");
+            Assert.That(measured.Where(m => m.Instrument == "integration.outbox.undelivered").Select(m => m.Scope).Distinct().Count(),
+                Is.EqualTo(2), "each host has its own backlog gauge");
+        });
     }
 
     [Test]

@@ -183,8 +183,7 @@ static class OutboxBench
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(probe);
         builder.Services.AddSingleton(new InboxSwitch(inbox));
-        builder.Services.AddDbContext<BenchDbContext>((sp, o) => o.UseNpgsql(database.ConnectionString)
-            .AddInterceptors(sp.GetRequiredService<OutboxNotifyInterceptor>()));
+        builder.Services.AddDbContext<BenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
         builder.Services.AddIntegrationOutbox<BenchDbContext>();
         builder.Services.AddMassTransit(x =>
         {

@@ -39,12 +39,7 @@ public sealed class BenchSagaMachine : MassTransitStateMachine<BenchSagaState>
 public sealed class SagaBenchDbContext(DbContextOptions<SagaBenchDbContext> options) : DbContext(options)
 {
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-        modelBuilder.AddSagaState<BenchSagaState>("bench_sagas", e =>
-        {
-            e.Property(s => s.CorrelationId).HasColumnName("correlation_id");
-            e.Property(s => s.CurrentState).HasColumnName("current_state").HasMaxLength(64);
-            e.Property(s => s.Hits).HasColumnName("hits");
-        });
+        modelBuilder.AddIntegrationSagaState<BenchSagaState>("bench_sagas", e => e.Property(s => s.CurrentState).HasMaxLength(64));   // snake_case columns
 }
 
 /// <summary>The baseline: a plain consumer doing the same one-row update the saga does, with no saga machinery.</summary>
@@ -161,9 +156,8 @@ public sealed class SagaScenario : IScenario
             if (processor == Processor.PlainConsumer)
                 x.AddConsumer<CounterConsumer>().ExcludeFromConfigureEndpoints();
             else
-                x.AddSagaStateMachine<BenchSagaMachine, BenchSagaState>().PostgresRepository(o =>
+                x.AddSagaStateMachine<BenchSagaMachine, BenchSagaState>().PostgresRepository<SagaBenchDbContext>(o =>
                 {
-                    o.UseDbContext<SagaBenchDbContext>();
                     o.ConcurrencyMode = processor == Processor.Optimistic ? SagaConcurrencyMode.Optimistic : SagaConcurrencyMode.Pessimistic;
                     o.ConflictRetryLimit = 100;   // one hot instance at prefetch 64 conflicts constantly; nothing may fail
                 }).ExcludeFromConfigureEndpoints();

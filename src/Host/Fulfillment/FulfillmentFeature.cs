@@ -30,7 +30,6 @@ public sealed class FulfillmentFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddIntegrationOptions<FulfillmentOptions>(FulfillmentOptions.Section, FulfillmentOptions.Validate);
-        builder.Services.AddIntegrationBusConfiguration((context, bus) => bus.UseQuartzScheduler(context));
         builder.Services.AddScoped<IOrderProgressReader, FulfillmentProgressReader>();
     }
 
@@ -46,12 +45,11 @@ public sealed class FulfillmentFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(configuration);
         var concurrencyMode = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>()?.ConcurrencyMode ?? SagaConcurrencyMode.Optimistic;
-        bus.AddQuartzScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
+        bus.AddIntegrationScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
         bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry))
             .Endpoint(e => e.Name = "order-fulfillment")
-            .PostgresRepository(o =>
+            .PostgresRepository<HostDbContext>(o =>
             {
-                o.UseDbContext<HostDbContext>();
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
                 o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them
             });

@@ -60,7 +60,7 @@ public sealed class OrderFulfillmentState : SagaStateMachineInstance
 
     /// <summary>Maps the saga table (the concurrency token is PostgreSQL's <c>xmin</c>).</summary>
     public static void ConfigureModel(ModelBuilder modelBuilder) =>
-        modelBuilder.AddSagaState<OrderFulfillmentState>("order_fulfillment", e =>
+        modelBuilder.AddIntegrationSagaState<OrderFulfillmentState>("order_fulfillment", e =>
         {
             e.Property(s => s.CurrentState).HasMaxLength(64);
             e.Property(s => s.DeviceId).HasMaxLength(100);

@@ -28,9 +28,7 @@ public sealed class OrdersFeature : IHostFeature
     public void AddServices(IHostApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Services.AddOptions<OutboxOptions>().BindConfiguration("Integration:Outbox");
-        builder.Services.AddIntegrationOutbox<HostDbContext>();
-        builder.Services.ConfigureDbContext<HostDbContext>((services, options) => options.AddInterceptors(services.GetRequiredService<OutboxNotifyInterceptor>()));
+        builder.Services.AddIntegrationOutbox<HostDbContext>();   // binds and validates Integration:Outbox, wires the wake-up interceptor
     }
 
     /// <inheritdoc />

@@ -18,7 +18,7 @@ public sealed class HostDbContext(DbContextOptions<HostDbContext> options) : DbC
         Order.ConfigureModel(modelBuilder);
         OrderFulfillmentState.ConfigureModel(modelBuilder);
         modelBuilder.AddIntegrationOutbox();
-        modelBuilder.AddQuartzSchema();
+        modelBuilder.AddIntegrationScheduler();
         modelBuilder.AddIntegrationOperations();
     }
 }

@@ -1,4 +1,5 @@
-using System.Diagnostics.Metrics;
+using Integration.Outbox.Model;
+using Integration.Outbox.Relay;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -19,7 +20,7 @@ public sealed class InboxState
 }
 
 /// <summary>The user's DbContext as the outbox and inbox see it (registered by <c>AddIntegrationOutbox&lt;TDbContext&gt;</c>, scoped).</summary>
-public sealed class OutboxDbContext(DbContext context)
+sealed class OutboxDbContext(DbContext context)
 {
     /// <summary>The scoped DbContext: the same instance the consumer gets in this message's scope.</summary>
     public DbContext Context { get; } = context;
@@ -31,13 +32,9 @@ public sealed class OutboxDbContext(DbContext context)
 /// before (a redelivery after a crash between commit and ack, a duplicate publish) is acknowledged without running the
 /// consumer again; what it produced the first time was committed with it and is delivered by the relay.
 /// </summary>
-public sealed partial class InboxFilter<TMessage>(OutboxDbContext db, ILogger<InboxFilter<TMessage>> logger) : IFilter<ConsumeContext<TMessage>>
+sealed partial class InboxFilter<TMessage>(OutboxDbContext db, OutboxMetrics metrics, ILogger<InboxFilter<TMessage>> logger) : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
-    static readonly Meter Meter = new("Integration.Outbox.Inbox");
-    static readonly Counter<long> Duplicates = Meter.CreateCounter<long>("integration.inbox.duplicates", "{message}", "Messages the inbox recognized as already consumed");
-
-    /// <inheritdoc />
     public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -46,19 +43,18 @@ public sealed partial class InboxFilter<TMessage>(OutboxDbContext db, ILogger<In
             ?? throw new InvalidOperationException($"The inbox needs a MessageId to recognize duplicates; this {typeof(TMessage).Name} has none");
         var consumer = context.ReceiveContext.InputAddress.AbsolutePath.TrimEnd('/').Split('/')[^1];
         var database = db.Context.Database;
+        var insert = $"INSERT INTO {OutboxTables.Of(db.Context).Inbox} (message_id, consumer, received_at) VALUES ({{0}}, {{1}}, now()) ON CONFLICT DO NOTHING";
         var strategy = database.CreateExecutionStrategy();
 
         await strategy.ExecuteAsync(async () =>
         {
             db.Context.ChangeTracker.Clear();
             await using var transaction = await database.BeginTransactionAsync(context.CancellationToken).ConfigureAwait(false);
-            var first = await database.ExecuteSqlInterpolatedAsync(
-                $"INSERT INTO inbox_states (message_id, consumer, received_at) VALUES ({messageId}, {consumer}, now()) ON CONFLICT DO NOTHING",
-                context.CancellationToken).ConfigureAwait(false);
+            var first = await database.ExecuteSqlRawAsync(insert, [messageId, consumer], context.CancellationToken).ConfigureAwait(false);
             if (first == 0)
             {
                 await transaction.RollbackAsync(context.CancellationToken).ConfigureAwait(false);
-                Duplicates.Add(1, new KeyValuePair<string, object?>("consumer", consumer));
+                metrics.Duplicates.Add(1, new KeyValuePair<string, object?>("consumer", consumer));
                 LogDuplicate(logger, messageId, consumer);
                 // Consumed before: say so, or MassTransit would move the duplicate to <queue>_skipped as unconsumed.
                 await context.NotifyConsumed(context, TimeSpan.Zero, "integration-inbox").ConfigureAwait(false);
@@ -71,7 +67,6 @@ public sealed partial class InboxFilter<TMessage>(OutboxDbContext db, ILogger<In
         }).ConfigureAwait(false);
     }
 
-    /// <inheritdoc />
     public void Probe(ProbeContext context) => context.CreateFilterScope("inbox");
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Inbox: message {MessageId} was already consumed by {Consumer}; acknowledged without running it again")]

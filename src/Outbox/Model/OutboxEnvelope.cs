@@ -13,7 +13,7 @@ namespace Integration.Outbox.Model;
 /// Stored as JSON in <see cref="OutboxMessage.Envelope"/>. Every message written gets one: a message with no conversation
 /// starts one (MassTransit would at the transport), a message written in a consumer continues the consumed one's.
 /// </summary>
-public sealed class OutboxEnvelope
+sealed class OutboxEnvelope
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 

@@ -85,13 +85,20 @@ public static class OutboxModelBuilderExtensions
     /// <summary>Table names.</summary>
     public const string TransactionsTable = "outbox_transactions", MessagesTable = "outbox_messages", InboxTable = "inbox_states";
 
-    /// <summary>Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/>, <see cref="OutboxMessage"/> and the inbox's <see cref="Inbox.InboxState"/>.</summary>
-    public static ModelBuilder AddIntegrationOutbox(this ModelBuilder modelBuilder)
+    /// <summary>
+    /// Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/>, <see cref="OutboxMessage"/> and the inbox's
+    /// <see cref="Inbox.InboxState"/> to <c>outbox_transactions</c>, <c>outbox_messages</c> and <c>inbox_states</c> (snake_case
+    /// columns), in <paramref name="schema"/> when given (else the model's default schema). The relay and the inbox
+    /// take the tables' schema-qualified names from this mapping.
+    /// </summary>
+    public static ModelBuilder AddIntegrationOutbox(this ModelBuilder modelBuilder, string? schema = null)
     {
         ArgumentNullException.ThrowIfNull(modelBuilder);
+        if (schema is not null)
+            ArgumentException.ThrowIfNullOrWhiteSpace(schema);
         modelBuilder.Entity<OutboxTransaction>(e =>
         {
-            e.ToTable(TransactionsTable);
+            e.ToTable(TransactionsTable, schema);
             e.HasKey(x => x.Id);
             e.Property(x => x.Id).HasColumnName("id");
             e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
@@ -106,7 +113,7 @@ public static class OutboxModelBuilderExtensions
         });
         modelBuilder.Entity<OutboxMessage>(e =>
         {
-            e.ToTable(MessagesTable);
+            e.ToTable(MessagesTable, schema);
             e.HasKey(x => x.Sequence);
             e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
             e.Property(x => x.TransactionId).HasColumnName("transaction_id");
@@ -125,7 +132,7 @@ public static class OutboxModelBuilderExtensions
         });
         modelBuilder.Entity<Inbox.InboxState>(e =>
         {
-            e.ToTable(InboxTable);
+            e.ToTable(InboxTable, schema);
             e.HasKey(x => new { x.MessageId, x.Consumer });
             e.Property(x => x.MessageId).HasColumnName("message_id");
             e.Property(x => x.Consumer).HasColumnName("consumer").HasMaxLength(255);
@@ -134,4 +141,23 @@ public static class OutboxModelBuilderExtensions
         });
         return modelBuilder;
     }
+}
+
+/// <summary>The outbox tables' schema-qualified, quoted names as a DbContext's model maps them, for the relay's and inbox's SQL.</summary>
+sealed record OutboxTables(string Transactions, string Messages, string Inbox)
+{
+    /// <summary>The names in <paramref name="db"/>'s model (a few metadata lookups); throws naming the call when the model does not map the outbox.</summary>
+    public static OutboxTables Of(DbContext db) =>
+        new(Name(db, typeof(OutboxTransaction)), Name(db, typeof(OutboxMessage)), Name(db, typeof(Inbox.InboxState)));
+
+    static string Name(DbContext db, Type entity)
+    {
+        var type = db.Model.FindEntityType(entity)
+            ?? throw new InvalidOperationException($"{db.GetType().Name} does not map the outbox tables: call modelBuilder.AddIntegrationOutbox() in its OnModelCreating");
+        var table = type.GetTableName()!;
+        var schema = type.GetSchema();
+        return schema is null ? Quote(table) : $"{Quote(schema)}.{Quote(table)}";
+    }
+
+    static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }

@@ -4,6 +4,7 @@ using Integration.Outbox.Model;
 using Integration.Outbox.Writing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -19,15 +20,16 @@ namespace Integration.Outbox.Relay;
 /// marks them delivered. Wakes on <c>LISTEN integration_outbox</c>; polls as the fallback; backs off while the broker
 /// or database is down. Delivery is at-least-once: a crash between confirm and mark re-sends with the same MessageId.
 /// </summary>
-public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus bus, IOptions<OutboxOptions> options, OutboxStatistics statistics,
-    TimeProvider time, ILogger<OutboxRelay<TDbContext>> logger, OutboxNotifyInterceptor? commits = null) : BackgroundService
+sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus bus, IOptions<OutboxOptions> options, OutboxStatistics statistics,
+    OutboxMetrics metrics, TimeProvider time, ILogger<OutboxRelay<TDbContext>> logger, OutboxNotifyInterceptor commits) : BackgroundService
     where TDbContext : DbContext
 {
     /// <summary>Message types by stored name: resolving an assembly-qualified name is not free, and a relay sees few types.</summary>
-    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Type> Types = new(StringComparer.Ordinal);
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Type> _types = new(StringComparer.Ordinal);
 
     readonly SemaphoreSlim _wake = new(0, 1);
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
+    OutboxTables? _tables;
 
     /// <summary>Wakes the relay now (used by tests and by the listener).</summary>
     public void Wake()
@@ -42,26 +44,50 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         }
     }
 
+    /// <summary>
+    /// Before anything starts: the DbContext must be resolvable, map the outbox tables and carry this container's
+    /// <see cref="OutboxNotifyInterceptor"/> (added by <c>AddIntegrationOutbox</c> through <c>ConfigureDbContext</c>; a DbContext
+    /// registered some other way does not get it). Each failure stops the host with the call that fixes it.
+    /// </summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        using (var scope = scopes.CreateScope())
+        {
+            var name = typeof(TDbContext).Name;
+            var db = scope.ServiceProvider.GetService<TDbContext>()
+                ?? throw new InvalidOperationException($"AddIntegrationOutbox<{name}>: {name} is not registered; call services.AddDbContext<{name}>(...)");
+            _tables = OutboxTables.Of(db);
+            var interceptors = db.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.Interceptors ?? [];
+            if (!interceptors.Contains(commits))
+            {
+                throw new InvalidOperationException($"AddIntegrationOutbox<{name}>: {name}'s options do not have the outbox's OutboxNotifyInterceptor, so commits would " +
+                    $"not wake the relay (it is added to options built by AddDbContext<{name}>/AddDbContextFactory<{name}>). Register {name} with " +
+                    $"services.AddDbContext<{name}>(...), or add options.AddInterceptors(serviceProvider.GetRequiredService<OutboxNotifyInterceptor>()) where its options are built");
+            }
+        }
+
+        return base.StartAsync(cancellationToken);
+    }
+
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        OutboxDiagnostics.Statistics = statistics;
         var settings = options.Value;
         if (!settings.RunRelay)
             return;
         await WaitForBusAsync(stoppingToken).ConfigureAwait(false);
-        if (commits is not null)
-            commits.Committed += Wake; // commits in this process wake it directly; other processes' by NOTIFY
+        commits.Committed += Wake; // commits in this process wake it directly; other processes' by NOTIFY
         try
         {
             await RunAsync(settings, stoppingToken).ConfigureAwait(false);
         }
         finally
         {
-            if (commits is not null)
-                commits.Committed -= Wake;
+            commits.Committed -= Wake;
         }
     }
+
+    OutboxTables Tables(DbContext db) => _tables ??= OutboxTables.Of(db);
 
     async Task RunAsync(OutboxOptions settings, CancellationToken stoppingToken)
     {
@@ -117,15 +143,16 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            await using var command = new NpgsqlCommand("""
+            var tables = Tables(db);
+            await using var command = new NpgsqlCommand($"""
                 WITH claimed AS (
-                    UPDATE outbox_transactions SET lock_token = @token, locked_until = now() + @lease, attempts = attempts + 1
-                    WHERE id IN (SELECT id FROM outbox_transactions
+                    UPDATE {tables.Transactions} SET lock_token = @token, locked_until = now() + @lease, attempts = attempts + 1
+                    WHERE id IN (SELECT id FROM {tables.Transactions}
                                  WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
                                  ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED)
                     RETURNING id, sequence)
                 SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at, m.trace_parent, m.trace_state, m.envelope
-                FROM claimed c LEFT JOIN outbox_messages m ON m.transaction_id = c.id AND m.delivered_at IS NULL
+                FROM claimed c LEFT JOIN {tables.Messages} m ON m.transaction_id = c.id AND m.delivered_at IS NULL
                 ORDER BY c.sequence, m.sequence
                 """, connection);
             command.Parameters.AddWithValue("token", token);
@@ -174,7 +201,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException || !ct.IsCancellationRequested)
                 {
-                    OutboxDiagnostics.Failures.Add(1);
+                    metrics.Failures.Add(1);
                     lock (failed)
                         failed.Add((transactionId, exception.Message));
                 }
@@ -183,16 +210,18 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+            var tables = Tables(db);
             if (delivered.Count > 0)
             {
                 // One round trip: only transactions this relay still holds are marked, with their messages.
                 var ids = delivered.ToArray();
-                await db.Database.ExecuteSqlInterpolatedAsync($"""
+                var sql = $$"""
                     WITH done AS (
-                        UPDATE outbox_transactions SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL
-                        WHERE id = ANY({ids}) AND lock_token = {token} RETURNING id)
-                    UPDATE outbox_messages SET delivered_at = now() WHERE transaction_id IN (SELECT id FROM done) AND delivered_at IS NULL
-                    """, cancellationToken).ConfigureAwait(false);
+                        UPDATE {{tables.Transactions}} SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL
+                        WHERE id = ANY({0}) AND lock_token = {1} RETURNING id)
+                    UPDATE {{tables.Messages}} SET delivered_at = now() WHERE transaction_id IN (SELECT id FROM done) AND delivered_at IS NULL
+                    """;
+                await db.Database.ExecuteSqlRawAsync(sql, [ids, token], cancellationToken).ConfigureAwait(false);
             }
 
             foreach (var (id, error) in failed)
@@ -200,9 +229,8 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
                 // Keep the claim a little while (backoff), then any relay may retry it.
                 var retryAt = TimeSpan.FromSeconds(2);
                 var reason = error.Length > 2000 ? error[..2000] : error;
-                await db.Database.ExecuteSqlInterpolatedAsync(
-                    $"UPDATE outbox_transactions SET locked_until = now() + {retryAt}, last_error = {reason} WHERE id = {id} AND lock_token = {token}",
-                    cancellationToken).ConfigureAwait(false);
+                var sql = $"UPDATE {tables.Transactions} SET locked_until = now() + {{0}}, last_error = {{1}} WHERE id = {{2}} AND lock_token = {{3}}";
+                await db.Database.ExecuteSqlRawAsync(sql, [retryAt, reason, id, token], cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -211,17 +239,17 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         return delivered.Count;
     }
 
-    static Type? Resolve(string name)
+    Type? Resolve(string name)
     {
         var type = Type.GetType(name, throwOnError: false);
         if (type is not null)
-            Types.TryAdd(name, type); // a type that does not load is looked up again next time (it may be deployed later)
+            _types.TryAdd(name, type); // a type that does not load is looked up again next time (it may be deployed later)
         return type;
     }
 
     async Task SendAsync(OutboxMessage message, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var type = (Types.TryGetValue(message.MessageType, out var known) ? known : Resolve(message.MessageType))
+        var type = (_types.TryGetValue(message.MessageType, out var known) ? known : Resolve(message.MessageType))
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: type '{message.MessageType}' cannot be loaded in this process");
         var body = JsonSerializer.Deserialize(message.Body, type, EntityFrameworkOutbox.Json)
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: the body is null");
@@ -251,8 +279,8 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
             await (await bus.GetSendEndpoint(new Uri(message.Destination)).ConfigureAwait(false))
                 .Send(body, type, Pipe.Execute<SendContext>(Stamp), timeoutSource.Token).ConfigureAwait(false);
 
-        OutboxDiagnostics.Delivered.Add(1);
-        OutboxDiagnostics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds);
+        metrics.Delivered.Add(1);
+        metrics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds);
     }
 
     async Task HousekeepingAsync(OutboxOptions settings, CancellationToken cancellationToken)
@@ -263,6 +291,7 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         _nextCleanup = now + settings.CleanupInterval;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+        var tables = Tables(db);
 
         var pending = db.Set<OutboxMessage>().Where(m => m.DeliveredAt == null);
         var count = await pending.LongCountAsync(cancellationToken).ConfigureAwait(false);
@@ -274,20 +303,22 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         int deleted;
         do
         {
-            deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                DELETE FROM outbox_transactions WHERE id IN (
-                    SELECT id FROM outbox_transactions WHERE delivered_at IS NOT NULL AND delivered_at < {cutoff} LIMIT {settings.CleanupBatchSize})
-                """, cancellationToken).ConfigureAwait(false);
+            var sql = $$"""
+                DELETE FROM {{tables.Transactions}} WHERE id IN (
+                    SELECT id FROM {{tables.Transactions}} WHERE delivered_at IS NOT NULL AND delivered_at < {0} LIMIT {1})
+                """;
+            deleted = await db.Database.ExecuteSqlRawAsync(sql, [cutoff, settings.CleanupBatchSize], cancellationToken).ConfigureAwait(false);
         }
         while (deleted == settings.CleanupBatchSize && !cancellationToken.IsCancellationRequested);
 
         var inboxCutoff = now - settings.InboxRetention;
         do
         {
-            deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                DELETE FROM inbox_states WHERE ctid IN (
-                    SELECT ctid FROM inbox_states WHERE received_at < {inboxCutoff} LIMIT {settings.CleanupBatchSize})
-                """, cancellationToken).ConfigureAwait(false);
+            var sql = $$"""
+                DELETE FROM {{tables.Inbox}} WHERE ctid IN (
+                    SELECT ctid FROM {{tables.Inbox}} WHERE received_at < {0} LIMIT {1})
+                """;
+            deleted = await db.Database.ExecuteSqlRawAsync(sql, [inboxCutoff, settings.CleanupBatchSize], cancellationToken).ConfigureAwait(false);
         }
         while (deleted == settings.CleanupBatchSize && !cancellationToken.IsCancellationRequested);
     }
@@ -325,7 +356,6 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
         }
     }
 
-    /// <inheritdoc />
     public override void Dispose()
     {
         _wake.Dispose();
@@ -340,4 +370,4 @@ public sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes,
 }
 
 /// <summary>A transaction's messages could not all be delivered; it is retried.</summary>
-public sealed class OutboxDeliveryException(string message) : Exception(message);
+sealed class OutboxDeliveryException(string message) : Exception(message);

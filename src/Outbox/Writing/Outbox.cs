@@ -27,7 +27,7 @@ public interface IOutbox
 /// consumer's scope (<paramref name="services"/> given) a message written here continues the consumed message's
 /// conversation and names it as its initiator, as <c>context.Publish</c> would.
 /// </summary>
-public sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProvider? services = null) : IOutbox
+sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProvider? services = null) : IOutbox
 {
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 

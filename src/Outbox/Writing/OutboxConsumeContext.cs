@@ -14,7 +14,7 @@ namespace Integration.Outbox.Writing;
 /// (MessageId, CorrelationId, the caller's pipe).
 /// </summary>
 /// <typeparam name="T">The consumed message.</typeparam>
-public sealed class OutboxConsumeContext<T> : ConsumeContextProxy<T>
+sealed class OutboxConsumeContext<T> : ConsumeContextProxy<T>
     where T : class
 {
     /// <summary>

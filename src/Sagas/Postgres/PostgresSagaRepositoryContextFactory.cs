@@ -1,11 +1,9 @@
-using System.Collections.Concurrent;
 using System.Data;
 using MassTransit;
 using MassTransit.Middleware.InMemoryOutbox;
 using MassTransit.Saga;
 using Integration.Outbox.Writing;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -13,28 +11,23 @@ namespace Integration.Sagas.Postgres;
 
 /// <summary>
 /// MassTransit's saga repository seam for PostgreSQL through EF Core: each message for a saga instance runs in one
-/// database transaction on <paramref name="dbContext"/>; a concurrency conflict rolls the attempt back, discards the
+/// database transaction on the scope's DbContext; a concurrency conflict rolls the attempt back, discards the
 /// messages it would have sent and processes the message again from a fresh read, up to
 /// <see cref="PostgresSagaRepositoryOptions.ConflictRetryLimit"/> times. Messages the saga publishes or sends are
 /// released only after its row committed, so a retried attempt never leaks messages.
 /// </summary>
-/// <typeparam name="TSaga">The saga instance type, mapped with <see cref="SagaModelBuilderExtensions.AddSagaState{TSaga}"/>.</typeparam>
-/// <param name="dbContext">The DbContext whose model maps <typeparamref name="TSaga"/>; not disposed here.</param>
-/// <param name="options">Concurrency mode and retry limit.</param>
-/// <param name="logger">Optional logger.</param>
-public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, ILogger? logger = null) :
+sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, SagasMetrics metrics,
+    SagaLockStatements statements, ILogger? logger = null) :
     ISagaRepositoryContextFactory<TSaga>,
     IQuerySagaRepositoryContextFactory<TSaga>,
     ILoadSagaRepositoryContextFactory<TSaga>
     where TSaga : class, ISaga
 {
-    static readonly ConcurrentDictionary<IModel, string> LockSql = new();
     readonly DbContext _db = dbContext ?? throw new ArgumentNullException(nameof(dbContext));
     readonly PostgresSagaRepositoryOptions _options = options ?? throw new ArgumentNullException(nameof(options));
     readonly ILogger _logger = logger ?? NullLogger.Instance;
 
-    /// <inheritdoc />
-    public void Probe(ProbeContext context)
+        public void Probe(ProbeContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Add("persistence", "postgresql");
@@ -42,8 +35,7 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
         context.Add("conflictRetryLimit", _options.ConflictRetryLimit);
     }
 
-    /// <inheritdoc />
-    public Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
+        public Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -55,8 +47,7 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
         });
     }
 
-    /// <inheritdoc />
-    public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
+        public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -78,16 +69,14 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
         });
     }
 
-    /// <inheritdoc />
-    public Task<T> Execute<T>(Func<LoadSagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
+        public Task<T> Execute<T>(Func<LoadSagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(asyncMethod);
         return asyncMethod(new PostgresSagaReadContext<TSaga>(_db, cancellationToken));
     }
 
-    /// <inheritdoc />
-    public Task<T> Execute<T>(Func<QuerySagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
+        public Task<T> Execute<T>(Func<QuerySagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(asyncMethod);
@@ -105,26 +94,10 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
         if (_options.ConcurrencyMode == SagaConcurrencyMode.Optimistic)
             return await _db.Set<TSaga>().SingleOrDefaultAsync(s => s.CorrelationId == correlationId, cancellationToken).ConfigureAwait(false);
 
-        var sql = LockSql.GetOrAdd(_db.Model, BuildLockSql);
+        var sql = statements.For<TSaga>(_db.Model);
         var rows = await _db.Set<TSaga>().FromSqlRaw(sql, correlationId).ToListAsync(cancellationToken).ConfigureAwait(false);
         return rows.Count == 0 ? null : rows[0];
     }
-
-    static string BuildLockSql(IModel model)
-    {
-        var entity = model.FindEntityType(typeof(TSaga))
-            ?? throw new InvalidOperationException($"The saga {typeof(TSaga).Name} is not mapped in the DbContext: call modelBuilder.AddSagaState<{typeof(TSaga).Name}>(...) in OnModelCreating");
-        var table = entity.GetTableName()
-            ?? throw new InvalidOperationException($"The saga {typeof(TSaga).Name} is not mapped to a table");
-        var schema = entity.GetSchema();
-        var store = StoreObjectIdentifier.Table(table, schema);
-        var key = entity.FindProperty(nameof(ISaga.CorrelationId))!.GetColumnName(store)!;
-        var hasXmin = entity.GetProperties().Any(p => p.GetColumnName(store) == "xmin");
-        var qualified = schema is null ? Quote(table) : $"{Quote(schema)}.{Quote(table)}";
-        return $"SELECT *{(hasXmin ? ", xmin" : "")} FROM {qualified} WHERE {Quote(key)} = {{0}} FOR UPDATE";
-    }
-
-    static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     async Task WithConflictRetries<T>(ConsumeContext<T> context, Func<ConsumeContext<T>, Task> attempt)
         where T : class
@@ -165,13 +138,13 @@ public sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContex
                 _db.ChangeTracker.Clear();
                 if (retry >= _options.ConflictRetryLimit)
                 {
-                    SagasTelemetry.ConflictsExhausted.Add(1);
+                    metrics.ConflictsExhausted.Add(1);
                     throw new SagaConcurrencyException(
                         $"Saga {typeof(TSaga).Name} {context.CorrelationId}: message {TypeName<T>()} still conflicted after {retry} retries " +
                         $"(PostgresSagaRepositoryOptions.ConflictRetryLimit = {_options.ConflictRetryLimit}): {exception.GetBaseException().Message}", exception);
                 }
 
-                SagasTelemetry.Conflicts.Add(1);
+                metrics.Conflicts.Add(1);
                 LogConflict(_logger, typeof(TSaga).Name, context.CorrelationId, retry + 1, exception.GetBaseException().Message);
                 await Task.Delay(Backoff(retry), context.CancellationToken).ConfigureAwait(false);
                 continue;

@@ -1,9 +1,10 @@
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
-
 namespace Integration.Sagas.Postgres;
 
-/// <summary>Settings of the PostgreSQL saga repository.</summary>
+/// <summary>
+/// Settings of the PostgreSQL saga repository, set in code per saga:
+/// <c>x.AddSagaStateMachine&lt;M, S&gt;().PostgresRepository&lt;AppDbContext&gt;(o =&gt; o.ConcurrencyMode = SagaConcurrencyMode.Pessimistic)</c>.
+/// Checked when the repository is registered; a bad value throws naming the saga and the setting.
+/// </summary>
 public sealed class PostgresSagaRepositoryOptions
 {
     /// <summary>Optimistic (<c>xmin</c> check, retry on conflict) or pessimistic (<c>SELECT … FOR UPDATE</c>). Default optimistic.</summary>
@@ -28,25 +29,13 @@ public sealed class PostgresSagaRepositoryOptions
     /// </summary>
     public bool TransactionalOutbox { get; set; }
 
-    /// <summary>How the repository gets the scoped DbContext that maps the saga; set with <see cref="UseDbContext{TDbContext}"/>.</summary>
-    public Func<IServiceProvider, DbContext>? DbContext { get; set; }
-
-    /// <summary>Uses the scoped <typeparamref name="TDbContext"/> registered with <c>AddDbContext</c>.</summary>
-    public PostgresSagaRepositoryOptions UseDbContext<TDbContext>()
-        where TDbContext : DbContext
-    {
-        DbContext = provider => provider.GetRequiredService<TDbContext>();
-        return this;
-    }
-
-    /// <summary>Checks the settings; throws with the setting's name when one is out of range.</summary>
-    public void Validate()
+    internal IEnumerable<string> Validate()
     {
         if (!Enum.IsDefined(ConcurrencyMode))
-            throw new ArgumentOutOfRangeException(nameof(ConcurrencyMode), ConcurrencyMode, "ConcurrencyMode must be Optimistic or Pessimistic");
+            yield return $"ConcurrencyMode must be Optimistic or Pessimistic, not {ConcurrencyMode}";
         if (ConflictRetryLimit is < 0 or > 1000)
-            throw new ArgumentOutOfRangeException(nameof(ConflictRetryLimit), ConflictRetryLimit, "ConflictRetryLimit must be 0 to 1000");
+            yield return $"ConflictRetryLimit must be 0 to 1000, not {ConflictRetryLimit}";
         if (ConflictRetryMaxDelay < TimeSpan.Zero || ConflictRetryMaxDelay > TimeSpan.FromSeconds(30))
-            throw new ArgumentOutOfRangeException(nameof(ConflictRetryMaxDelay), ConflictRetryMaxDelay, "ConflictRetryMaxDelay must be 0 to 30 seconds");
+            yield return $"ConflictRetryMaxDelay must be 0 to 30 seconds, not {ConflictRetryMaxDelay}";
     }
 }

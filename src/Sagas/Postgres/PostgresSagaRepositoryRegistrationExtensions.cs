@@ -1,53 +1,66 @@
+using System.Collections.Concurrent;
 using MassTransit;
 using MassTransit.Configuration;
 using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 
 namespace Integration.Sagas.Postgres;
 
-/// <summary>Registers the PostgreSQL saga repository with MassTransit's DI registration, in one call.</summary>
+/// <summary>Registers the PostgreSQL saga repository on a saga's MassTransit registration, in one call.</summary>
 public static class PostgresSagaRepositoryRegistrationExtensions
 {
     /// <summary>
-    /// Stores the saga's instances in PostgreSQL through the application's DbContext (registered with
-    /// <c>AddDbContext</c>; map the saga with <c>modelBuilder.AddSagaState&lt;TSaga&gt;(...)</c>), in one call:
-    /// <c>x.AddSagaStateMachine&lt;M, S&gt;().PostgresRepository(o =&gt; { o.UseDbContext&lt;AppDbContext&gt;(); o.ConcurrencyMode = SagaConcurrencyMode.Pessimistic; })</c>.
+    /// Stores the saga's instances in PostgreSQL through the scoped <typeparamref name="TDbContext"/> (registered with
+    /// <c>AddDbContext</c>; map the saga with <c>modelBuilder.AddIntegrationSagaState&lt;TSaga&gt;(...)</c>):
+    /// <c>x.AddSagaStateMachine&lt;M, S&gt;().PostgresRepository&lt;AppDbContext&gt;(o =&gt; o.ConcurrencyMode = SagaConcurrencyMode.Pessimistic)</c>.
+    /// The saga type comes from the registration. The options are checked here: a bad value throws naming the saga and the setting.
     /// </summary>
+    /// <typeparam name="TDbContext">The DbContext whose model maps the saga.</typeparam>
     /// <param name="configurator">The saga's registration, from <c>AddSagaStateMachine</c> or <c>AddSaga</c>.</param>
-    /// <param name="configure">The DbContext, concurrency mode and conflict retries; validated here.</param>
-    public static ISagaRegistrationConfigurator<TSaga> PostgresRepository<TSaga>(this ISagaRegistrationConfigurator<TSaga> configurator,
-        Action<PostgresSagaRepositoryOptions> configure)
-        where TSaga : class, ISaga
+    /// <param name="configure">Concurrency mode, conflict retries, transactional outbox.</param>
+    public static ISagaRegistrationConfigurator PostgresRepository<TDbContext>(this ISagaRegistrationConfigurator configurator,
+        Action<PostgresSagaRepositoryOptions>? configure = null)
+        where TDbContext : DbContext
     {
         ArgumentNullException.ThrowIfNull(configurator);
-        ArgumentNullException.ThrowIfNull(configure);
+        // MassTransit's saga registration is ISagaRegistrationConfigurator<TSaga>: take TSaga from it, so the call names only the DbContext.
+        var saga = configurator.GetType().GetInterfaces()
+            .FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(ISagaRegistrationConfigurator<>))?.GetGenericArguments()[0]
+            ?? throw new ArgumentException($"PostgresRepository<{typeof(TDbContext).Name}>() needs a saga registration (ISagaRegistrationConfigurator<TSaga>), " +
+                $"not {configurator.GetType().Name}", nameof(configurator));
         var options = new PostgresSagaRepositoryOptions();
-        configure(options);
-        options.Validate();
-        var dbContext = options.DbContext
-            ?? throw new ArgumentException($"PostgresRepository for {typeof(TSaga).Name}: call o.UseDbContext<TDbContext>() to name the DbContext that maps the saga", nameof(configure));
-        configurator.Repository(services => services.AddPostgresSagaRepository<TSaga>(options, dbContext));
+        configure?.Invoke(options);
+        var failures = options.Validate().ToList();
+        if (failures.Count > 0)
+            throw new ArgumentException($"PostgresRepository<{typeof(TDbContext).Name}>() for saga {saga.Name}: {string.Join("; ", failures)}", nameof(configure));
+
+        UseRepositoryMethod.MakeGenericMethod(saga, typeof(TDbContext)).Invoke(null, [configurator, options]);
         return configurator;
     }
 
-    /// <summary>
-    /// Registers the repository seams for <typeparamref name="TSaga"/> in <paramref name="services"/>, using the scoped
-    /// DbContext <paramref name="dbContext"/> returns. Prefer <c>PostgresRepository&lt;TDbContext&gt;()</c> on the saga's registration.
-    /// </summary>
-    public static IServiceCollection AddPostgresSagaRepository<TSaga>(this IServiceCollection services, PostgresSagaRepositoryOptions options,
-        Func<IServiceProvider, DbContext> dbContext)
+    static readonly System.Reflection.MethodInfo UseRepositoryMethod =
+        typeof(PostgresSagaRepositoryRegistrationExtensions).GetMethod(nameof(UseRepository), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
+
+    static void UseRepository<TSaga, TDbContext>(ISagaRegistrationConfigurator configurator, PostgresSagaRepositoryOptions options)
         where TSaga : class, ISaga
+        where TDbContext : DbContext =>
+        ((ISagaRegistrationConfigurator<TSaga>)configurator).Repository(services => Register<TSaga, TDbContext>(services, options));
+
+    static void Register<TSaga, TDbContext>(IServiceCollection services, PostgresSagaRepositoryOptions options)
+        where TSaga : class, ISaga
+        where TDbContext : DbContext
     {
-        ArgumentNullException.ThrowIfNull(services);
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(dbContext);
-        options.Validate();
+        services.AddMetrics();
+        services.TryAddSingleton<SagasMetrics>();
+        services.TryAddSingleton<SagaLockStatements>();
 
         PostgresSagaRepositoryContextFactory<TSaga> Create(IServiceProvider provider) =>
-            new(dbContext(provider), options, provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"));
+            new(provider.GetRequiredService<TDbContext>(), options, provider.GetRequiredService<SagasMetrics>(),
+                provider.GetRequiredService<SagaLockStatements>(), provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"));
 
         services.RegisterLoadSagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();
         services.RegisterQuerySagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();
@@ -57,78 +70,32 @@ public static class PostgresSagaRepositoryRegistrationExtensions
         services.Replace(ServiceDescriptor.Scoped<ISagaRepositoryContextFactory<TSaga>>(Create));
         services.Replace(ServiceDescriptor.Scoped<IQuerySagaRepositoryContextFactory<TSaga>>(Create));
         services.Replace(ServiceDescriptor.Scoped<ILoadSagaRepositoryContextFactory<TSaga>>(Create));
-        return services;
     }
 }
 
-/// <summary>
-/// Uses the PostgreSQL repository for sagas registered without a repository of their own (e.g. <c>AddSagaStateMachines(assembly)</c>):
-/// <c>x.SetSagaRepositoryProvider(new PostgresSagaRepositoryRegistrationProvider(o =&gt; o.UseDbContext&lt;AppDbContext&gt;()))</c>.
-/// </summary>
-/// <param name="configure">The DbContext (<c>o.UseDbContext&lt;T&gt;()</c>), concurrency mode and conflict retries.</param>
-public sealed class PostgresSagaRepositoryRegistrationProvider(Action<PostgresSagaRepositoryOptions> configure) : ISagaRepositoryRegistrationProvider
+/// <summary>The pessimistic mode's <c>SELECT … FOR UPDATE</c> per model and saga type, built once per container from the mapped names.</summary>
+sealed class SagaLockStatements
 {
-    /// <inheritdoc />
-    public void Configure<TSaga>(ISagaRegistrationConfigurator<TSaga> configurator)
+    readonly ConcurrentDictionary<(IModel Model, Type Saga), string> _statements = new();
+
+    public string For<TSaga>(IModel model)
         where TSaga : class, ISaga =>
-        configurator.PostgresRepository(configure);
-}
+        _statements.GetOrAdd((model, typeof(TSaga)), static key => Build(key.Model, key.Saga));
 
-/// <summary>
-/// The repository without dependency injection, for console programs and benchmarks:
-/// <c>e.StateMachineSaga(machine, PostgresSagaRepository.Create&lt;OrderState&gt;(() =&gt; new AppDbContext(...), options))</c>.
-/// </summary>
-public static class PostgresSagaRepository
-{
-    /// <summary>A repository that creates a DbContext with <paramref name="createDbContext"/> for each message and disposes it afterwards.</summary>
-    public static ISagaRepository<TSaga> Create<TSaga>(Func<DbContext> createDbContext, PostgresSagaRepositoryOptions? options = null, ILoggerFactory? loggerFactory = null)
-        where TSaga : class, ISaga
+    static string Build(IModel model, Type saga)
     {
-        ArgumentNullException.ThrowIfNull(createDbContext);
-        options ??= new PostgresSagaRepositoryOptions();
-        options.Validate();
-        var factory = new PerMessageFactory<TSaga>(createDbContext, options, loggerFactory?.CreateLogger("Integration.Sagas.Postgres"));
-        return new SagaRepository<TSaga>(factory, factory, factory);
+        var entity = model.FindEntityType(saga)
+            ?? throw new InvalidOperationException($"The saga {saga.Name} is not mapped in the DbContext: call modelBuilder.AddIntegrationSagaState<{saga.Name}>(...) in OnModelCreating");
+        var table = entity.GetTableName()
+            ?? throw new InvalidOperationException($"The saga {saga.Name} is not mapped to a table");
+        var schema = entity.GetSchema();
+        var store = StoreObjectIdentifier.Table(table, schema);
+        var key = entity.FindProperty(nameof(ISaga.CorrelationId))!.GetColumnName(store)!;
+        var hasXmin = entity.GetProperties().Any(p => p.GetColumnName(store) == "xmin");
+        var qualified = schema is null ? Quote(table) : $"{Quote(schema)}.{Quote(table)}";
+        // SELECT * leaves out system columns: xmin, the concurrency token, is asked for by name.
+        return $"SELECT *{(hasXmin ? ", xmin" : "")} FROM {qualified} WHERE {Quote(key)} = {{0}} FOR UPDATE";
     }
 
-    sealed class PerMessageFactory<TSaga>(Func<DbContext> createDbContext, PostgresSagaRepositoryOptions options, ILogger? logger) :
-        ISagaRepositoryContextFactory<TSaga>,
-        IQuerySagaRepositoryContextFactory<TSaga>,
-        ILoadSagaRepositoryContextFactory<TSaga>
-        where TSaga : class, ISaga
-    {
-        public void Probe(ProbeContext context)
-        {
-            context.Add("persistence", "postgresql");
-            context.Add("concurrencyMode", options.ConcurrencyMode.ToString());
-        }
-
-        public async Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
-            where T : class
-        {
-            await using var db = createDbContext();
-            await new PostgresSagaRepositoryContextFactory<TSaga>(db, options, logger).Send(context, next).ConfigureAwait(false);
-        }
-
-        public async Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
-            where T : class
-        {
-            await using var db = createDbContext();
-            await new PostgresSagaRepositoryContextFactory<TSaga>(db, options, logger).SendQuery(context, query, next).ConfigureAwait(false);
-        }
-
-        public async Task<T> Execute<T>(Func<LoadSagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
-            where T : class
-        {
-            await using var db = createDbContext();
-            return await new PostgresSagaRepositoryContextFactory<TSaga>(db, options, logger).Execute(asyncMethod, cancellationToken).ConfigureAwait(false);
-        }
-
-        public async Task<T> Execute<T>(Func<QuerySagaRepositoryContext<TSaga>, Task<T>> asyncMethod, CancellationToken cancellationToken = default)
-            where T : class
-        {
-            await using var db = createDbContext();
-            return await new PostgresSagaRepositoryContextFactory<TSaga>(db, options, logger).Execute(asyncMethod, cancellationToken).ConfigureAwait(false);
-        }
-    }
+    static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }

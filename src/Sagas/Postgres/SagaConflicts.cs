@@ -4,7 +4,7 @@ using Npgsql;
 namespace Integration.Sagas.Postgres;
 
 /// <summary>Which database failures mean "another message for the same saga instance got there first".</summary>
-public static class SagaConflicts
+static class SagaConflicts
 {
     /// <summary>True for a lost optimistic check, a duplicate instance insert (23505), a serialization failure (40001) or a deadlock (40P01).</summary>
     public static bool IsConflict(Exception exception)

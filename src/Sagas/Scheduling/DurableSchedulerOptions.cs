@@ -1,16 +1,35 @@
+using System.Text;
+
 namespace Integration.Sagas.Scheduling;
 
-/// <summary>Settings of the durable (Quartz on PostgreSQL) message scheduler.</summary>
+/// <summary>
+/// Settings of the durable (Quartz on PostgreSQL) message scheduler, bound from <c>Integration:Scheduler</c> by
+/// <c>AddIntegrationScheduler(...)</c> and validated at start (a bad value stops the host naming the full key, e.g.
+/// <c>Integration:Scheduler:MaxConcurrency must be 1 to 1000, not 0</c>).
+/// </summary>
 public sealed class DurableSchedulerOptions
 {
-    /// <summary>Queue the scheduler consumes <c>ScheduleMessage</c> and cancel commands from. Default <c>scheduler</c>.</summary>
-    public string QueueName { get; set; } = "scheduler";
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string Section = "Integration:Scheduler";
+
+    /// <summary>The host-wide service name the defaults fall back to.</summary>
+    public const string HostServiceNameKey = "Integration:Host:ServiceName";
+
+    /// <summary>
+    /// The application the scheduler belongs to; the queue and the Quartz scheduler are named after it, so two
+    /// applications on one virtual host and database never take each other's schedules. Default:
+    /// <c>Integration:Host:ServiceName</c>, else <c>IHostEnvironment.ApplicationName</c> kebab-cased (<c>Shop.Worker</c> → <c>shop-worker</c>).
+    /// </summary>
+    public string? ServiceName { get; set; }
+
+    /// <summary>Queue the scheduler consumes <c>ScheduleMessage</c> and cancel commands from. Default <c>{ServiceName}-scheduler</c>.</summary>
+    public string? QueueName { get; set; }
 
     /// <summary>
     /// Quartz scheduler name (<c>sched_name</c> in the tables). Hosts with the same name and database form one cluster;
-    /// a different name is an independent scheduler in the same tables. Default <c>integration</c>.
+    /// a different name is an independent scheduler in the same tables. Default <c>{ServiceName}</c>.
     /// </summary>
-    public string SchedulerName { get; set; } = "integration";
+    public string? SchedulerName { get; set; }
 
     /// <summary>PostgreSQL connection string of the database holding the <c>qrtz_</c> tables.</summary>
     public string? ConnectionString { get; set; }
@@ -18,8 +37,11 @@ public sealed class DurableSchedulerOptions
     /// <summary>Resolves the connection string at start from the container (wins over <see cref="ConnectionString"/>), e.g. from options bound to configuration.</summary>
     public Func<IServiceProvider, string>? ConnectionStringFactory { get; set; }
 
-    /// <summary>Prefix of the Quartz tables; must match <c>modelBuilder.AddQuartzSchema(prefix)</c>. Default <c>qrtz_</c>.</summary>
-    public string TablePrefix { get; set; } = QuartzSchema.DefaultTablePrefix;
+    /// <summary>Prefix of the Quartz tables; must match <c>modelBuilder.AddIntegrationScheduler(prefix)</c>. Default <c>qrtz_</c>.</summary>
+    public string TablePrefix { get; set; } = SchedulerModelBuilderExtensions.DefaultTablePrefix;
+
+    /// <summary>Schema of the Quartz tables; must match <c>modelBuilder.AddIntegrationScheduler(schema: ...)</c>. Default: none (the search path).</summary>
+    public string? Schema { get; set; }
 
     /// <summary>Cluster the hosts sharing the database: each due message fires on exactly one of them, and a dead host's messages are recovered by the others. Default true.</summary>
     public bool Clustered { get; set; } = true;
@@ -36,31 +58,71 @@ public sealed class DurableSchedulerOptions
     /// <summary>How many due messages are delivered in parallel. Default 10.</summary>
     public int MaxConcurrency { get; set; } = 10;
 
-    /// <summary>Address of the scheduler queue for <c>UseMessageScheduler</c>.</summary>
-    public Uri SchedulerAddress => new($"queue:{QueueName}");
+    /// <summary>Address of the scheduler queue (<c>queue:{QueueName}</c>), once the options are resolved.</summary>
+    public Uri SchedulerAddress => new($"queue:{QueueName ?? throw new InvalidOperationException("DurableSchedulerOptions.QueueName is not resolved yet")}");
+
+    /// <summary>Quartz's table prefix, schema-qualified when <see cref="Schema"/> is set.</summary>
+    internal string QuartzTablePrefix => Schema is null ? TablePrefix : $"{Schema}.{TablePrefix}";
 
     internal string ResolveConnectionString(IServiceProvider services)
     {
         var value = ConnectionStringFactory?.Invoke(services) ?? ConnectionString;
         if (string.IsNullOrWhiteSpace(value))
-            throw new InvalidOperationException("The durable scheduler has no database: set DurableSchedulerOptions.ConnectionString or ConnectionStringFactory");
+            throw new InvalidOperationException($"The durable scheduler has no database: set {Section}:ConnectionString (or DurableSchedulerOptions.ConnectionStringFactory)");
         return value;
     }
 
-    /// <summary>Checks the settings; throws naming the setting when one is invalid.</summary>
-    public void Validate()
+    internal IEnumerable<string> Validate()
     {
-        if (string.IsNullOrWhiteSpace(QueueName))
-            throw new ArgumentException("DurableSchedulerOptions.QueueName is required", nameof(QueueName));
+        if (string.IsNullOrWhiteSpace(ServiceName) && (string.IsNullOrWhiteSpace(QueueName) || string.IsNullOrWhiteSpace(SchedulerName)))
+        {
+            yield return $"{Section}:ServiceName is required: neither {HostServiceNameKey} nor IHostEnvironment.ApplicationName gives one, and the queue " +
+                "and the Quartz scheduler are named after it";
+            yield break;
+        }
+
+        if (string.IsNullOrWhiteSpace(QueueName) || QueueName.Length > 255)
+            yield return $"{Section}:QueueName must be 1 to 255 characters, not '{QueueName}'";
         if (string.IsNullOrWhiteSpace(SchedulerName) || SchedulerName.Length > 100)
-            throw new ArgumentException("DurableSchedulerOptions.SchedulerName is required, at most 100 characters", nameof(SchedulerName));
-        if (ConnectionString is null && ConnectionStringFactory is null)
-            throw new ArgumentException("DurableSchedulerOptions: set ConnectionString or ConnectionStringFactory", nameof(ConnectionString));
+            yield return $"{Section}:SchedulerName must be 1 to 100 characters, not '{SchedulerName}'";
+        if (ConnectionStringFactory is null && string.IsNullOrWhiteSpace(ConnectionString))
+            yield return $"{Section}:ConnectionString is required (or set DurableSchedulerOptions.ConnectionStringFactory)";
         if (string.IsNullOrWhiteSpace(TablePrefix))
-            throw new ArgumentException("DurableSchedulerOptions.TablePrefix is required", nameof(TablePrefix));
+            yield return $"{Section}:TablePrefix is required";
+        if (Schema is not null && string.IsNullOrWhiteSpace(Schema))
+            yield return $"{Section}:Schema must not be blank";
         if (MaxConcurrency is < 1 or > 1000)
-            throw new ArgumentOutOfRangeException(nameof(MaxConcurrency), MaxConcurrency, "DurableSchedulerOptions.MaxConcurrency must be 1 to 1000");
-        if (CheckinInterval <= TimeSpan.Zero || CheckinMisfireThreshold <= TimeSpan.Zero || MisfireThreshold <= TimeSpan.Zero)
-            throw new ArgumentOutOfRangeException(nameof(CheckinInterval), "DurableSchedulerOptions: CheckinInterval, CheckinMisfireThreshold and MisfireThreshold must be positive");
+            yield return $"{Section}:MaxConcurrency must be 1 to 1000, not {MaxConcurrency}";
+        if (CheckinInterval <= TimeSpan.Zero)
+            yield return $"{Section}:CheckinInterval must be positive, not {CheckinInterval}";
+        if (CheckinMisfireThreshold <= TimeSpan.Zero)
+            yield return $"{Section}:CheckinMisfireThreshold must be positive, not {CheckinMisfireThreshold}";
+        if (MisfireThreshold <= TimeSpan.Zero)
+            yield return $"{Section}:MisfireThreshold must be positive, not {MisfireThreshold}";
+    }
+
+    /// <summary><c>Shop.OrderWorker</c> → <c>shop-order-worker</c>, <c>Integration.Host</c> → <c>integration-host</c>.</summary>
+    internal static string KebabCase(string name)
+    {
+        var builder = new StringBuilder(name.Length + 8);
+        for (var i = 0; i < name.Length; i++)
+        {
+            var c = name[i];
+            if (char.IsLetterOrDigit(c))
+            {
+                var previous = i > 0 ? name[i - 1] : '\0';
+                var next = i + 1 < name.Length ? name[i + 1] : '\0';
+                if (char.IsUpper(c) && builder.Length > 0 && builder[^1] != '-'
+                    && (char.IsLower(previous) || char.IsDigit(previous) || (char.IsUpper(previous) && char.IsLower(next))))
+                    builder.Append('-');
+                builder.Append(char.ToLowerInvariant(c));
+            }
+            else if (builder.Length > 0 && builder[^1] != '-')
+            {
+                builder.Append('-'); // '.', '_', ' ' and the like separate words
+            }
+        }
+
+        return builder.ToString().Trim('-');
     }
 }

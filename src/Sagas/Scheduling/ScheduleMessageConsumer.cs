@@ -12,11 +12,10 @@ namespace Integration.Sagas.Scheduling;
 /// triggers in PostgreSQL; <see cref="ScheduledMessageJob"/> delivers them when they fire. The trigger is named after the
 /// schedule's token id, so scheduling the same token again replaces it and a cancel finds it.
 /// </summary>
-public sealed partial class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, ILogger<ScheduleMessageConsumer> logger) :
+sealed partial class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, SagasMetrics metrics, ILogger<ScheduleMessageConsumer> logger) :
     IConsumer<ScheduleMessage>,
     IConsumer<ScheduleRecurringMessage>
 {
-    /// <inheritdoc />
     public async Task Consume(ConsumeContext<ScheduleMessage> context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -33,11 +32,10 @@ public sealed partial class ScheduleMessageConsumer(ISchedulerFactory schedulerF
             .UsingJobData(JobData(context, message.Payload, message.PayloadType, message.Destination, message.CorrelationId, context.MessageId));
 
         await scheduler.ScheduleJob(builder.Build(), ScheduleJobOptions.Replacing, context.CancellationToken).ConfigureAwait(false);
-        SagasTelemetry.Scheduled.Add(1);
+        metrics.Scheduled.Add(1);
         LogScheduled(logger, message.CorrelationId, message.Destination, fireAt);
     }
 
-    /// <inheritdoc />
     public async Task Consume(ConsumeContext<ScheduleRecurringMessage> context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -64,7 +62,7 @@ public sealed partial class ScheduleMessageConsumer(ISchedulerFactory schedulerF
             .UsingJobData(JobData(context, message.Payload, message.PayloadType, message.Destination, message.CorrelationId, messageId: null));
 
         await scheduler.ScheduleJob(builder.Build(), ScheduleJobOptions.Replacing, context.CancellationToken).ConfigureAwait(false);
-        SagasTelemetry.Scheduled.Add(1);
+        metrics.Scheduled.Add(1);
         LogRecurring(logger, schedule.ScheduleId, schedule.ScheduleGroup, schedule.CronExpression, message.Destination);
     }
 
@@ -137,22 +135,20 @@ public sealed partial class ScheduleMessageConsumer(ISchedulerFactory schedulerF
 }
 
 /// <summary>Cancels scheduled messages: the trigger is removed in the database, so no host will deliver it.</summary>
-public sealed partial class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory, ILogger<CancelScheduledMessageConsumer> logger) :
+sealed partial class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory, SagasMetrics metrics, ILogger<CancelScheduledMessageConsumer> logger) :
     IConsumer<CancelScheduledMessage>,
     IConsumer<CancelScheduledRecurringMessage>
 {
-    /// <inheritdoc />
     public async Task Consume(ConsumeContext<CancelScheduledMessage> context)
     {
         ArgumentNullException.ThrowIfNull(context);
         var scheduler = await schedulerFactory.GetScheduler(context.CancellationToken).ConfigureAwait(false);
         var removed = await scheduler.UnscheduleJob(QuartzKeys.Trigger(context.Message.TokenId), context.CancellationToken).ConfigureAwait(false);
         if (removed)
-            SagasTelemetry.Cancelled.Add(1);
+            metrics.Cancelled.Add(1);
         LogCancelled(logger, context.Message.TokenId.ToString("D"), removed);
     }
 
-    /// <inheritdoc />
     public async Task Consume(ConsumeContext<CancelScheduledRecurringMessage> context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -160,7 +156,7 @@ public sealed partial class CancelScheduledMessageConsumer(ISchedulerFactory sch
         var key = QuartzKeys.Recurring(context.Message.ScheduleId, context.Message.ScheduleGroup);
         var removed = await scheduler.UnscheduleJob(key, context.CancellationToken).ConfigureAwait(false);
         if (removed)
-            SagasTelemetry.Cancelled.Add(1);
+            metrics.Cancelled.Add(1);
         LogCancelled(logger, key.ToString(), removed);
     }
 

@@ -12,9 +12,8 @@ namespace Integration.Sagas.Scheduling;
 /// ids, headers and the scheduling token (so a state machine recognizes its own timeout). A failed send throws, so
 /// Quartz keeps the trigger and fires it again.
 /// </summary>
-public sealed partial class ScheduledMessageJob(IBus bus, ILogger<ScheduledMessageJob> logger) : IJob
+sealed partial class ScheduledMessageJob(IBus bus, SagasMetrics metrics, ILogger<ScheduledMessageJob> logger) : IJob
 {
-    /// <inheritdoc />
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -61,7 +60,7 @@ public sealed partial class ScheduledMessageJob(IBus bus, ILogger<ScheduledMessa
                 send.Serializer = serializerContext.GetMessageSerializer();
             }), cancellationToken).ConfigureAwait(false);
 
-            SagasTelemetry.Delivered.Add(1);
+            metrics.Delivered.Add(1);
             LogDelivered(logger, context.Trigger.Key.ToString(), destination);
         }
         catch (Exception exception) when (exception is not OperationCanceledException)

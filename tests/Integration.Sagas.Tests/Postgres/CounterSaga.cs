@@ -58,10 +58,10 @@ public sealed class CounterMachine : MassTransitStateMachine<CounterState>
 public sealed class CounterDbContext(DbContextOptions<CounterDbContext> options) : DbContext(options)
 {
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-        modelBuilder.AddSagaState<CounterState>("counter_state", e =>
+        modelBuilder.AddIntegrationSagaState<CounterState>("counter_state", e =>
         {
             e.Property(x => x.CurrentState).HasMaxLength(64);
             e.Property(x => x.Name).HasMaxLength(100);
             e.HasIndex(x => x.Name);
-        });
+        }, schema: "sagas");
 }

@@ -50,9 +50,8 @@ public abstract class SagaRepository_Specs<TMode>
             {
                 x.AddSagaStateMachine<CounterMachine, CounterState>()
                     .Endpoint(e => e.ConcurrentMessageLimit = 32)
-                    .PostgresRepository(o =>
+                    .PostgresRepository<CounterDbContext>(o =>
                     {
-                        o.UseDbContext<CounterDbContext>();
                         o.ConcurrencyMode = Mode;
                         o.ConflictRetryLimit = 100;
                     });
@@ -105,6 +104,24 @@ public abstract class SagaRepository_Specs<TMode>
         Assert.That(await Eventually(s => s is { CurrentState: "Counting" }, id), Is.True, "the instance was never stored");
         var stored = await Stored(id);
         Assert.That(stored!.Name, Is.EqualTo("pumps"));
+    }
+
+    [Test]
+    public async Task When_an_instance_is_stored_should_use_snake_case_columns_in_the_mapped_schema()
+    {
+        var id = NewId.NextGuid();
+        await _harness.Bus.Publish(new CounterStarted(id, "gauges"));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+
+        await using var scope = _provider.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CounterDbContext>();
+        var columns = await db.Database.SqlQueryRaw<string>(
+            "SELECT column_name AS \"Value\" FROM information_schema.columns WHERE table_schema = 'sagas' AND table_name = 'counter_state' ORDER BY column_name").ToListAsync();
+        var indexes = await db.Database.SqlQueryRaw<string>(
+            "SELECT indexname AS \"Value\" FROM pg_indexes WHERE schemaname = 'sagas' AND tablename = 'counter_state' ORDER BY indexname").ToListAsync();
+
+        Assert.That(columns, Is.EqualTo(new[] { "correlation_id", "count", "current_state", "name" }));
+        Assert.That(indexes, Is.EqualTo(new[] { "ix_counter_state_name", "pk_counter_state" }));
     }
 
     [Test]

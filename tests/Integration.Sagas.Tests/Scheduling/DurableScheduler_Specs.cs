@@ -139,6 +139,110 @@ public sealed class DurableScheduler_Specs
         Assert.That(await _broker.QueueMessageCountAsync("flaky_error"), Is.Null.Or.EqualTo(0), "nothing may reach the error queue");
     }
 
+    [Test]
+    public async Task When_a_state_machine_schedules_on_an_endpoint_ConfigureEndpoints_created_should_fire_its_timeout()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database);
+        var id = Guid.NewGuid();
+
+        await host.Harness.Bus.Publish(new TimeoutStarted(id, "configured"));
+
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Expired.Any(e => e.Id == id)), TimeSpan.FromSeconds(30)), Is.True,
+            "the saga's Schedule(...) never came back through the durable scheduler");
+    }
+
+    [Test]
+    public void When_a_hand_configured_endpoint_schedules_without_the_scheduler_should_fail_start_naming_the_call()
+    {
+        var failure = Assert.CatchAsync(() => SchedulerHost.StartAsync(_broker, _database, sagaEndpoint: false));
+
+        var messages = string.Join(" | ", Chain(failure!).Select(e => e.Message));
+        Assert.That(messages, Does.Contain("'timeouts-by-hand' schedule messages but have no message scheduler: call e.UseIntegrationScheduler(context)"));
+    }
+
+    [Test]
+    public async Task When_a_hand_configured_endpoint_uses_the_scheduler_should_fire_its_timeout()
+    {
+        await using var host = await SchedulerHost.StartAsync(_broker, _database, sagaEndpoint: true);
+        var id = Guid.NewGuid();
+
+        await (await host.Harness.Bus.GetSendEndpoint(Queue("timeouts-by-hand"))).Send(new TimeoutStarted(id, "by hand"));
+
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Expired.Any(e => e.Id == id)), TimeSpan.FromSeconds(30)), Is.True,
+            "the hand-configured saga's timeout never fired");
+    }
+
+    [Test]
+    public async Task When_two_applications_share_the_virtual_host_and_database_should_each_fire_only_their_own_schedules()
+    {
+        var scheduled = new System.Collections.Concurrent.ConcurrentBag<(object? Scope, string Instrument)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == SagasTelemetry.Name)
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, _, _) => scheduled.Add((instrument.Meter.Scope, instrument.Name)));
+        listener.Start();
+        await using var billing = await SchedulerHost.StartAsync(_broker, _database, serviceName: "billing", reminderQueue: "billing-reminder");
+        await using var shipping = await SchedulerHost.StartAsync(_broker, _database, serviceName: "shipping", reminderQueue: "shipping-reminder");
+        var billingMeters = billing.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var shippingMeters = shipping.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var due = DateTime.UtcNow.AddSeconds(4);
+
+        for (var i = 0; i < 5; i++)
+        {
+            await billing.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>()
+                .ScheduleSend(Queue("billing-reminder"), due, new Reminder(Guid.NewGuid(), $"billing {i}"));
+            await shipping.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>()
+                .ScheduleSend(Queue("shipping-reminder"), due, new Reminder(Guid.NewGuid(), $"shipping {i}"));
+        }
+
+        Assert.That(await Eventually.TrueAsync(async () => await TriggersBySchedulerAsync() is { Count: 2 } t && t.Values.All(n => n == 5), TimeSpan.FromSeconds(10)),
+            Is.True, () => $"each application's Quartz must store its own schedules: {string.Join(", ", TriggersBySchedulerAsync().Result)}");
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(billing.Reminders.Count == 5 && shipping.Reminders.Count == 5), TimeSpan.FromSeconds(40)),
+            Is.True, () => $"delivered: billing {billing.Reminders.Count}, shipping {shipping.Reminders.Count}");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await _broker.QueueMessageCountAsync("billing-scheduler"), Is.Not.Null, "billing's scheduler queue");
+            Assert.That(await _broker.QueueMessageCountAsync("shipping-scheduler"), Is.Not.Null, "shipping's scheduler queue");
+            Assert.That(await _broker.QueueMessageCountAsync("scheduler"), Is.Null, "no shared default queue");
+            Assert.That(scheduled.Count(m => m.Instrument == "integration.scheduler.scheduled" && ReferenceEquals(m.Scope, billingMeters)), Is.EqualTo(5),
+                "billing's scheduler stored billing's five, and only those");
+            Assert.That(scheduled.Count(m => m.Instrument == "integration.scheduler.delivered" && ReferenceEquals(m.Scope, billingMeters)), Is.EqualTo(5),
+                "billing's Quartz fired billing's five, and only those");
+            Assert.That(scheduled.Count(m => m.Instrument == "integration.scheduler.delivered" && ReferenceEquals(m.Scope, shippingMeters)), Is.EqualTo(5),
+                "shipping's Quartz fired shipping's five, and only those");
+            Assert.That(billing.Reminders.Select(r => r.Message.Text), Has.All.StartWith("billing"));
+            Assert.That(shipping.Reminders.Select(r => r.Message.Text), Has.All.StartWith("shipping"));
+        });
+    }
+
+    async Task<Dictionary<string, long>> TriggersBySchedulerAsync()
+    {
+        await using var connection = new NpgsqlConnection(_database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT sched_name, count(*) FROM qrtz_triggers GROUP BY sched_name", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var result = new Dictionary<string, long>();
+        while (await reader.ReadAsync())
+            result[reader.GetString(0)] = reader.GetInt64(1);
+        return result;
+    }
+
+    static IEnumerable<Exception> Chain(Exception exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            yield return current;
+            if (current is AggregateException aggregate)
+            {
+                foreach (var inner in aggregate.Flatten().InnerExceptions)
+                    yield return inner;
+            }
+        }
+    }
+
     sealed class EverySecond : MassTransit.Scheduling.DefaultRecurringSchedule
     {
         public EverySecond()

@@ -13,7 +13,7 @@ public sealed partial class QuartzSchema_Specs
     {
         var assembly = typeof(Quartz.IJob).Assembly;
         using var stream = assembly.GetManifestResourceStream("Quartz.Impl.AdoJobStore.Schema.create_postgres.sql")
-            ?? throw new AssertionException("Quartz no longer embeds create_postgres.sql; compare QuartzSchema with its schema by hand");
+            ?? throw new AssertionException("Quartz no longer embeds create_postgres.sql; compare SchedulerModelBuilderExtensions with its schema by hand");
         var script = new StreamReader(stream).ReadToEnd();
 
         var expected = new SortedSet<string>(StringComparer.Ordinal);
@@ -29,7 +29,7 @@ public sealed partial class QuartzSchema_Specs
             }
         }
 
-        var actual = new SortedSet<string>(QuartzSchema.Definition.SelectMany(t => t.Columns.Select(c =>
+        var actual = new SortedSet<string>(SchedulerModelBuilderExtensions.Definition.SelectMany(t => t.Columns.Select(c =>
             $"{t.Table}.{c.Column} {c.StoreType} {(c.Nullable ? "null" : "not null")}")), StringComparer.Ordinal);
 
         Assert.That(expected, Is.Not.Empty, "could not read the script");

@@ -14,7 +14,7 @@ public sealed record FlakyWork(Guid WorkId);
 
 public sealed class QuartzDbContext(DbContextOptions<QuartzDbContext> options) : DbContext(options)
 {
-    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.AddQuartzSchema();
+    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.AddIntegrationScheduler();
 }
 
 /// <summary>A bus with the durable scheduler on a test's vhost and database; several can run one after another on the same pair.</summary>
@@ -26,6 +26,7 @@ public sealed class SchedulerHost : IAsyncDisposable
 
     public ConcurrentQueue<ConsumeContext<Reminder>> Reminders { get; } = new();
     public ConcurrentQueue<ConsumeContext<FlakyWork>> FlakyAttempts { get; } = new();
+    public ConcurrentQueue<TimeoutExpired> Expired { get; } = new();
     public ITestHarness Harness => _provider.GetRequiredService<ITestHarness>();
     public IServiceProvider Services => _provider;
 
@@ -35,14 +36,22 @@ public sealed class SchedulerHost : IAsyncDisposable
         await db.Database.EnsureCreatedAsync();
     }
 
-    public static async Task<SchedulerHost> StartAsync(TestBroker broker, TestDatabase database)
+    /// <summary>
+    /// Starts a host named <paramref name="serviceName"/> (its scheduler queue and Quartz scheduler are named after it).
+    /// <paramref name="sagaEndpoint"/>: null puts the timeout saga on an endpoint ConfigureEndpoints creates; true/false on
+    /// a hand-configured <c>timeouts-by-hand</c> endpoint with/without <c>UseIntegrationScheduler</c>.
+    /// </summary>
+    public static async Task<SchedulerHost> StartAsync(TestBroker broker, TestDatabase database, string serviceName = "scheduler-specs",
+        string reminderQueue = "reminder", bool? sagaEndpoint = null)
     {
         SchedulerHost? host = null;
         var provider = new ServiceCollection()
+            .AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build())
             .AddMassTransitTestHarness(x =>
             {
-                x.AddQuartzScheduler(o =>
+                x.AddIntegrationScheduler(o =>
                 {
+                    o.ServiceName = serviceName;
                     o.ConnectionString = database.ConnectionString;
                     o.CheckinInterval = TimeSpan.FromSeconds(2);
                     o.CheckinMisfireThreshold = TimeSpan.FromSeconds(4);
@@ -51,7 +60,15 @@ public sealed class SchedulerHost : IAsyncDisposable
                 {
                     host!.Reminders.Enqueue(context);
                     return Task.CompletedTask;
-                }).Endpoint(e => e.Name = "reminder");
+                }).Endpoint(e => e.Name = reminderQueue);
+                var saga = x.AddSagaStateMachine<TimeoutMachine, TimeoutState>().Endpoint(e => e.Name = $"{serviceName}-timeouts");
+                if (sagaEndpoint is not null)
+                    saga.ExcludeFromConfigureEndpoints();
+                x.AddHandler<TimeoutExpired>(context =>
+                {
+                    host!.Expired.Enqueue(context.Message);
+                    return Task.CompletedTask;
+                }).Endpoint(e => e.Name = $"{serviceName}-expired");
                 x.AddConsumer<FlakyConsumer, FlakyConsumerDefinition>();
                 x.AddConfigureEndpointsCallback((_, name, e) =>
                 {
@@ -61,7 +78,16 @@ public sealed class SchedulerHost : IAsyncDisposable
                 x.UsingRabbitMq((context, cfg) =>
                 {
                     broker.ConfigureHost(cfg);
-                    cfg.UseQuartzScheduler(context);
+                    if (sagaEndpoint is { } useScheduler)
+                    {
+                        cfg.ReceiveEndpoint("timeouts-by-hand", e =>
+                        {
+                            if (useScheduler)
+                                e.UseIntegrationScheduler(context);
+                            e.ConfigureSaga<TimeoutState>(context);
+                        });
+                    }
+
                     cfg.ConfigureEndpoints(context);
                 });
             })
@@ -69,7 +95,16 @@ public sealed class SchedulerHost : IAsyncDisposable
             .BuildServiceProvider(true);
         host = new SchedulerHost(provider);
         host.Harness.TestTimeout = TimeSpan.FromSeconds(60);
-        await host.Harness.Start();
+        try
+        {
+            await host.Harness.Start();
+        }
+        catch
+        {
+            await provider.DisposeAsync();
+            throw;
+        }
+
         return host;
     }
 

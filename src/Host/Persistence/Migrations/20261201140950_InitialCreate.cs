@@ -72,24 +72,24 @@ namespace Integration.Host.Persistence.Migrations
                 name: "order_fulfillment",
                 columns: table => new
                 {
-                    CorrelationId = table.Column<Guid>(type: "uuid", nullable: false),
-                    CurrentState = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
-                    DeviceId = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
-                    Region = table.Column<string>(type: "character varying(50)", maxLength: 50, nullable: false),
-                    TotalQuantity = table.Column<int>(type: "integer", nullable: false),
-                    LinesJson = table.Column<string>(type: "jsonb", nullable: false),
-                    Steps = table.Column<List<string>>(type: "text[]", nullable: false),
-                    FailureReason = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
-                    ReservationId = table.Column<Guid>(type: "uuid", nullable: true),
-                    PurchaseOrderId = table.Column<Guid>(type: "uuid", nullable: true),
-                    ApprovalTimeoutTokenId = table.Column<Guid>(type: "uuid", nullable: true),
-                    SubmittedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
-                    UpdatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    correlation_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    current_state = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
+                    device_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    region = table.Column<string>(type: "character varying(50)", maxLength: 50, nullable: false),
+                    total_quantity = table.Column<int>(type: "integer", nullable: false),
+                    lines_json = table.Column<string>(type: "jsonb", nullable: false),
+                    steps = table.Column<List<string>>(type: "text[]", nullable: false),
+                    failure_reason = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    reservation_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    purchase_order_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    approval_timeout_token_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    submitted_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
                     xmin = table.Column<uint>(type: "xid", rowVersion: true, nullable: false)
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("PK_order_fulfillment", x => x.CorrelationId);
+                    table.PrimaryKey("pk_order_fulfillment", x => x.correlation_id);
                 });
 
             migrationBuilder.CreateTable(
@@ -522,9 +522,9 @@ namespace Integration.Host.Persistence.Migrations
                 column: "stored_at");
 
             migrationBuilder.CreateIndex(
-                name: "IX_order_fulfillment_CurrentState",
+                name: "ix_order_fulfillment_current_state",
                 table: "order_fulfillment",
-                column: "CurrentState");
+                column: "current_state");
 
             migrationBuilder.CreateIndex(
                 name: "ix_outbox_messages_transaction",

@@ -3,28 +3,34 @@ using Microsoft.EntityFrameworkCore;
 namespace Integration.Sagas.Scheduling;
 
 /// <summary>
-/// Quartz 4's PostgreSQL job store tables, as an EF Core model, so they land in the application's migrations next to
+/// The durable scheduler's tables (Quartz 4's PostgreSQL job store), as an EF Core model, so they land in the application's migrations next to
 /// its own tables (no script to run by hand, nothing created behind the migrations' back). The definition follows
 /// Quartz's own <c>create_postgres.sql</c>; a spec compares the two.
 /// </summary>
-public static class QuartzSchema
+public static class SchedulerModelBuilderExtensions
 {
     /// <summary>Quartz's default table prefix.</summary>
     public const string DefaultTablePrefix = "qrtz_";
 
     const string SchedName = "sched_name";
 
-    /// <summary>Adds the Quartz tables (prefixed with <paramref name="tablePrefix"/>) to the model.</summary>
-    public static ModelBuilder AddQuartzSchema(this ModelBuilder modelBuilder, string tablePrefix = DefaultTablePrefix)
+    /// <summary>
+    /// Adds the durable scheduler's tables (Quartz's, prefixed with <paramref name="tablePrefix"/>, snake_case as Quartz
+    /// names them) to the model, in <paramref name="schema"/> when given. Use the same prefix and schema in
+    /// <c>DurableSchedulerOptions.TablePrefix</c>/<c>Schema</c> (<c>Integration:Scheduler:TablePrefix</c>/<c>Schema</c>).
+    /// </summary>
+    public static ModelBuilder AddIntegrationScheduler(this ModelBuilder modelBuilder, string tablePrefix = DefaultTablePrefix, string? schema = null)
     {
         ArgumentNullException.ThrowIfNull(modelBuilder);
         ArgumentException.ThrowIfNullOrWhiteSpace(tablePrefix);
+        if (schema is not null)
+            ArgumentException.ThrowIfNullOrWhiteSpace(schema);
         foreach (var table in Tables)
         {
             var name = tablePrefix + table.Name;
             modelBuilder.SharedTypeEntity<Dictionary<string, object>>(name, entity =>
             {
-                entity.ToTable(name);
+                entity.ToTable(name, schema);
                 foreach (var column in table.Columns)
                 {
                     var property = entity.IndexerProperty(column.ClrType, column.Name).HasColumnName(column.Name).HasColumnType(column.StoreType)
@@ -57,7 +63,7 @@ public static class QuartzSchema
     }
 
     /// <summary>The tables, columns and store types of the schema (without the prefix), for checks against Quartz's own script.</summary>
-    public static IReadOnlyList<(string Table, IReadOnlyList<(string Column, string StoreType, bool Nullable)> Columns)> Definition =>
+    internal static IReadOnlyList<(string Table, IReadOnlyList<(string Column, string StoreType, bool Nullable)> Columns)> Definition =>
         Tables.Select(t => (t.Name, (IReadOnlyList<(string, string, bool)>)t.Columns.Select(c => (c.Name, c.StoreType, c.Nullable)).ToList())).ToList();
 
     sealed record Column(string Name, string StoreType, bool Nullable = false, object? Default = null)

@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Integration.Host.Persistence.Migrations
 {
     [DbContext(typeof(HostDbContext))]
-    [Migration("20261201134252_InitialCreate")]
+    [Migration("20261201140950_InitialCreate")]
     partial class InitialCreate
     {
         /// <inheritdoc />
@@ -29,39 +29,48 @@ namespace Integration.Host.Persistence.Migrations
             modelBuilder.Entity("Integration.Host.Fulfillment.OrderFulfillmentState", b =>
                 {
                     b.Property<Guid>("CorrelationId")
-                        .HasColumnType("uuid");
+                        .HasColumnType("uuid")
+                        .HasColumnName("correlation_id");
 
                     b.Property<Guid?>("ApprovalTimeoutTokenId")
-                        .HasColumnType("uuid");
+                        .HasColumnType("uuid")
+                        .HasColumnName("approval_timeout_token_id");
 
                     b.Property<string>("CurrentState")
                         .IsRequired()
                         .HasMaxLength(64)
-                        .HasColumnType("character varying(64)");
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("current_state");
 
                     b.Property<string>("DeviceId")
                         .IsRequired()
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)");
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("device_id");
 
                     b.Property<string>("FailureReason")
                         .HasMaxLength(1000)
-                        .HasColumnType("character varying(1000)");
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("failure_reason");
 
                     b.Property<string>("LinesJson")
                         .IsRequired()
-                        .HasColumnType("jsonb");
+                        .HasColumnType("jsonb")
+                        .HasColumnName("lines_json");
 
                     b.Property<Guid?>("PurchaseOrderId")
-                        .HasColumnType("uuid");
+                        .HasColumnType("uuid")
+                        .HasColumnName("purchase_order_id");
 
                     b.Property<string>("Region")
                         .IsRequired()
                         .HasMaxLength(50)
-                        .HasColumnType("character varying(50)");
+                        .HasColumnType("character varying(50)")
+                        .HasColumnName("region");
 
                     b.Property<Guid?>("ReservationId")
-                        .HasColumnType("uuid");
+                        .HasColumnType("uuid")
+                        .HasColumnName("reservation_id");
 
                     b.Property<uint>("RowVersion")
                         .IsConcurrencyToken()
@@ -71,20 +80,26 @@ namespace Integration.Host.Persistence.Migrations
 
                     b.PrimitiveCollection<List<string>>("Steps")
                         .IsRequired()
-                        .HasColumnType("text[]");
+                        .HasColumnType("text[]")
+                        .HasColumnName("steps");
 
                     b.Property<DateTimeOffset>("SubmittedAt")
-                        .HasColumnType("timestamp with time zone");
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("submitted_at");
 
                     b.Property<int>("TotalQuantity")
-                        .HasColumnType("integer");
+                        .HasColumnType("integer")
+                        .HasColumnName("total_quantity");
 
                     b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("timestamp with time zone");
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
 
-                    b.HasKey("CorrelationId");
+                    b.HasKey("CorrelationId")
+                        .HasName("pk_order_fulfillment");
 
-                    b.HasIndex("CurrentState");
+                    b.HasIndex("CurrentState")
+                        .HasDatabaseName("ix_order_fulfillment_current_state");
 
                     b.ToTable("order_fulfillment", (string)null);
                 });
