@@ -45,7 +45,7 @@ public sealed class FulfillmentFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(configuration);
         var concurrencyMode = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>()?.ConcurrencyMode ?? SagaConcurrencyMode.Optimistic;
-        bus.AddIntegrationScheduler(o => o.ConnectionStringFactory = services => services.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString);
+        bus.AddIntegrationScheduler();
         bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry))
             .Endpoint(e => e.Name = "order-fulfillment")
             .PostgresRepository<HostDbContext>(o =>

@@ -31,7 +31,10 @@ public sealed class DurableSchedulerOptions
     /// </summary>
     public string? SchedulerName { get; set; }
 
-    /// <summary>PostgreSQL connection string of the database holding the <c>qrtz_</c> tables.</summary>
+    /// <summary>The application's connection string the scheduler falls back to.</summary>
+    public const string HostConnectionStringKey = "Integration:Postgres:ConnectionString";
+
+    /// <summary>PostgreSQL connection string of the database holding the <c>qrtz_</c> tables. Default: <c>Integration:Postgres:ConnectionString</c>.</summary>
     public string? ConnectionString { get; set; }
 
     /// <summary>Resolves the connection string at start from the container (wins over <see cref="ConnectionString"/>), e.g. from options bound to configuration.</summary>
@@ -86,7 +89,7 @@ public sealed class DurableSchedulerOptions
         if (string.IsNullOrWhiteSpace(SchedulerName) || SchedulerName.Length > 100)
             yield return $"{Section}:SchedulerName must be 1 to 100 characters, not '{SchedulerName}'";
         if (ConnectionStringFactory is null && string.IsNullOrWhiteSpace(ConnectionString))
-            yield return $"{Section}:ConnectionString is required (or set DurableSchedulerOptions.ConnectionStringFactory)";
+            yield return $"{Section}:ConnectionString is required: set it, {HostConnectionStringKey} or DurableSchedulerOptions.ConnectionStringFactory";
         if (string.IsNullOrWhiteSpace(TablePrefix))
             yield return $"{Section}:TablePrefix is required";
         if (Schema is not null && string.IsNullOrWhiteSpace(Schema))

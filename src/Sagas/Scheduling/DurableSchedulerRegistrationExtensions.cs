@@ -136,6 +136,10 @@ sealed class DurableSchedulerDefaults(IServiceProvider services) : IPostConfigur
                 : services.GetService<IHostEnvironment>()?.ApplicationName is { Length: > 0 } application ? DurableSchedulerOptions.KebabCase(application) : null;
         }
 
+        // The application's database (Integration:Postgres:ConnectionString, as the hosting defaults bind it) unless told otherwise.
+        if (options.ConnectionStringFactory is null && string.IsNullOrWhiteSpace(options.ConnectionString))
+            options.ConnectionString = services.GetService<IConfiguration>()?[DurableSchedulerOptions.HostConnectionStringKey];
+
         if (string.IsNullOrWhiteSpace(options.ServiceName))
             return; // the validator says what is missing
         options.QueueName ??= $"{options.ServiceName}-scheduler";

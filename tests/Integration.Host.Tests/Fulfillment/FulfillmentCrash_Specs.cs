@@ -67,7 +67,7 @@ public sealed class FulfillmentCrash_Specs
     {
         await using var connection = new NpgsqlConnection(database.ConnectionString);
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT \"CurrentState\" FROM order_fulfillment WHERE \"CorrelationId\" = @id", connection);
+        await using var command = new NpgsqlCommand("SELECT current_state FROM order_fulfillment WHERE correlation_id = @id", connection);
         command.Parameters.AddWithValue("id", orderId);
         return (string?)await command.ExecuteScalarAsync();
     }

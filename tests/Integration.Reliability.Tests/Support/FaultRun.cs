@@ -319,7 +319,7 @@ public sealed class FaultRun : IAsyncDisposable
         await using var exists = new NpgsqlCommand("SELECT to_regclass('order_fulfillment') IS NOT NULL", connection);
         if (!(bool)(await exists.ExecuteScalarAsync().ConfigureAwait(false))!)
             return sagas;
-        await using var command = new NpgsqlCommand("SELECT \"CorrelationId\", \"CurrentState\", \"Steps\" FROM order_fulfillment", connection);
+        await using var command = new NpgsqlCommand("SELECT correlation_id, current_state, steps FROM order_fulfillment", connection);
         await using var reader = await command.ExecuteReaderAsync().ConfigureAwait(false);
         while (await reader.ReadAsync().ConfigureAwait(false))
             sagas[reader.GetGuid(0)] = (reader.GetString(1), reader.GetFieldValue<string[]>(2));
