@@ -22,6 +22,23 @@ dotnet test Integration.sln -c Release --no-build -nologo \
   --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" "$@"
 status=$?
 
+# Packages: every library packs (README, symbols, package validation, public API baseline); a worker host outside the
+# solution (samples/) is then built from those packages only and its spec runs against the same broker and database.
+# Each run packs a version of its own, so a package cache never serves a stale build.
+version="$(sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props)-ci.$(date -u +%Y%m%d%H%M%S)"
+rm -rf artifacts/packages
+if dotnet pack Integration.sln -c Release --no-build -nologo -v q -o artifacts/packages -p:VersionSuffix="${version#*-}" \
+    -p:RepositoryCommit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"; then
+  echo "[test] packed $(ls artifacts/packages/*.nupkg | wc -l) package(s) at version $version: $(cd artifacts/packages && ls *.nupkg | sed 's/\.[0-9].*//' | tr '\n' ' ')"
+  dotnet test samples/PackagedWorker.Tests -c Release -nologo -p:IntegrationKitVersion="$version" \
+    --logger "trx;LogFileName=packaged-worker.trx" --logger "console;verbosity=normal" --results-directory "$results"
+  sample_status=$?
+  [ "$status" -eq 0 ] && status=$sample_status
+else
+  echo "[test] dotnet pack failed" >&2
+  status=1
+fi
+
 # Real restarts of RabbitMQ and PostgreSQL under traffic (fault suite): only after everything else finished, since a
 # restart fails any test using the services at that moment, and only on services this machine runs (root: rabbitmqctl,
 # pg_ctlcluster). The same cases run longer in ./soak.sh --restart-services.
