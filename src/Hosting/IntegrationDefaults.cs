@@ -50,10 +50,15 @@ public static class IntegrationDefaults
     {
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
+        // One service name for everything derived from it (connection names, telemetry, the control and scheduler
+        // queues): when none is configured, the application's name in kebab case is written back to configuration, so
+        // the libraries that read Integration:Host:ServiceName see the same name.
+        var serviceNameKey = $"{IntegrationHostOptions.Section}:{nameof(IntegrationHostOptions.ServiceName)}";
+        if (string.IsNullOrWhiteSpace(builder.Configuration[serviceNameKey]))
+            builder.Configuration[serviceNameKey] = IntegrationHostOptions.DefaultServiceName(builder.Environment.ApplicationName);
         services.AddIntegrationOptions<RabbitMqOptions>(RabbitMqOptions.Section, RabbitMqOptions.Validate);
         services.AddIntegrationOptions<PostgresOptions>(PostgresOptions.Section, PostgresOptions.Validate);
-        services.AddIntegrationOptions<IntegrationHostOptions>(IntegrationHostOptions.Section)
-            .PostConfigure(o => o.ServiceName = string.IsNullOrWhiteSpace(o.ServiceName) ? IntegrationHostOptions.DefaultServiceName(builder.Environment.ApplicationName) : o.ServiceName);
+        services.AddIntegrationOptions<IntegrationHostOptions>(IntegrationHostOptions.Section);
 
         var host = IntegrationHostOptions.Read(builder.Configuration, builder.Environment.ApplicationName);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(host.ShutdownTimeoutSeconds + 5));

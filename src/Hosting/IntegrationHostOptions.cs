@@ -14,7 +14,7 @@ public sealed class IntegrationHostOptions
     /// Service name in traces, metrics and the RabbitMQ connection name, and the root of the names derived from it (the
     /// durable scheduler's queue, the control queue). Default: the application name in kebab case.
     /// </summary>
-    public string ServiceName { get; set; } = "";
+    [Required] public string ServiceName { get; set; } = "";
 
     /// <summary>How long a graceful stop waits for in-flight messages.</summary>
     [Range(1, 3600)] public int ShutdownTimeoutSeconds { get; set; } = 30;
