@@ -48,7 +48,7 @@ public sealed class PatternStore_Specs
         await using var harness = await RouteHarness<Item>.StartAsync(new InMemory(),
             routes => routes
                 .From<Item>("items", r => r.Aggregate(a => a.CorrelateBy(i => i.BatchId).CompleteOnSize(2),
-                    g => new Item(g.Key, string.Join("+", g.Messages.Select(m => m.Sku))), to: "assembled"))
+                    g => new Item(g.Key, string.Join("+", g.Messages.Select(m => m.Sku).Order(StringComparer.Ordinal))), to: "assembled"))
                 .From<Item>("stream", r => r.Resequence(s => s.CorrelateBy(i => i.BatchId).SequenceBy(i => i.Sku.Length).Stream(TimeSpan.FromMinutes(1), startAt: 1), to: "ordered"))
                 .From<Item>("claims", r => r.CheckIn().CheckOut<Item>(remove: false).To("restored")),
             ["assembled", "ordered", "restored"], services: PatternDatabase.Store<SchemaPatternsDbContext>(database));

@@ -37,18 +37,18 @@ public static class Dashboard
                 sagas = snapshot.Sagas,
                 storedMessages = snapshot.StoredMessages,
                 probes = sp.GetRequiredService<ProbeMonitor>().Results,
-                proxies = Proxies(),
+                proxies = Proxies(sp),
                 journeys = MessageStoreCommands.Journeys(recent),
                 errors = snapshot.Errors,
             });
         }));
 
-        services.AddSingleton<IControlCommandHandler>(new ControlCommandHandler("proxies.list", ControlRole.Viewer, (_, _) =>
-            Task.FromResult(ControlResult.Ok("Smart proxies with their circuit state and pending requests", Proxies()))));
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("proxies.list", ControlRole.Viewer, (_, _) =>
+            Task.FromResult(ControlResult.Ok("Smart proxies with their circuit state and pending requests", Proxies(sp)))));
 
-        services.AddSingleton<IControlCommandHandler>(new ControlCommandHandler("proxy.reset", ControlRole.Operator, (command, _) =>
+        services.AddSingleton<IControlCommandHandler>(sp => new ControlCommandHandler("proxy.reset", ControlRole.Operator, (command, _) =>
         {
-            var proxy = SmartProxy.All.FirstOrDefault(p => p.Name == command.Target);
+            var proxy = sp.GetService<SmartProxyRegistry>()?.Find(command.Target ?? "");
             if (proxy is null)
                 return Task.FromResult(new ControlResult(ControlOutcome.NotFound, $"No smart proxy '{command.Target}'"));
             proxy.Reset();
@@ -57,7 +57,7 @@ public static class Dashboard
         return services;
     }
 
-    static object Proxies() => SmartProxy.All.Select(p => new { name = p.Name, destination = p.Destination.ToString(), circuit = p.State.ToString(), pending = p.Pending }).ToList();
+    static object Proxies(IServiceProvider sp) => (sp.GetService<SmartProxyRegistry>()?.All ?? []).Select(p => new { name = p.Name, destination = p.Destination.ToString(), circuit = p.State.ToString(), pending = p.Pending }).ToList();
 
     /// <summary>Maps <c>/dashboard</c> and the commands it reads.</summary>
     public static IEndpointRouteBuilder MapDashboard(this IEndpointRouteBuilder endpoints, RouteGroupBuilder control)

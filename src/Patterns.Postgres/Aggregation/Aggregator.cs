@@ -202,7 +202,7 @@ internal sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification
         var store = PatternStore.Require(context, Kind);
         var aggregate = _aggregate!;
         var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, g => [aggregate(g)], _key, _size, _sequenceSize, _timeout,
-            _predicate, store, context.Services);
+            _predicate, store, context.Services, context.Metrics);
         context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
         return new AggregatorFilter<T, TOut>(aggregator);
     }
@@ -215,7 +215,8 @@ internal sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification
 /// </remarks>
 internal sealed partial class AggregatorCore<T, TOut>(
     string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, IReadOnlyList<TOut>> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
-    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, Func<T, long>? sequenceOf = null, bool resequence = false)
+    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, PatternMetrics metrics, Func<T, long>? sequenceOf = null,
+    bool resequence = false)
     where T : class
     where TOut : class
 {
@@ -318,7 +319,7 @@ internal sealed partial class AggregatorCore<T, TOut>(
                 }
 
                 await MarkCompletedAsync(db, tables, groupKey, by, cancel).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+                metrics.Forwarded(route, to);
             }
 
             return 0;
@@ -365,7 +366,7 @@ internal sealed partial class AggregatorCore<T, TOut>(
                 }
 
                 await MarkCompletedAsync(db, tables, group.GroupKey, AggregationCompletion.Timeout, cancellationToken).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+                metrics.Forwarded(route, to);
             }
 
             return expired.Count;
@@ -380,7 +381,7 @@ internal sealed partial class AggregatorCore<T, TOut>(
                 WHERE aggregator = {0} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {1})
                 """, aggregator, retention.TotalSeconds), cancellationToken).ConfigureAwait(false);
             var open = await db.Set<AggregationGroupState>().LongCountAsync(g => g.Aggregator == aggregator && g.CompletedAt == null, cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.ReportBacklog(aggregator, open);
+            metrics.ReportBacklog(aggregator, open);
             return deleted;
         });
 

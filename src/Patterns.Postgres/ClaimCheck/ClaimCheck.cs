@@ -110,7 +110,7 @@ internal sealed class CheckInSpecification<T>(TimeSpan retention, string name) :
     {
         ArgumentNullException.ThrowIfNull(context);
         var store = PatternStore.Require(context, Kind);
-        context.Control.AddWorker(new ClaimCleanupWorker($"Route '{context.Route}', {name} cleanup", store, context.Services));
+        context.Control.AddWorker(new ClaimCleanupWorker($"Route '{context.Route}', {name} cleanup", store, context.Services, context.Metrics));
         return new CheckInFilter<T>(store, retention, context.Services, next);
     }
 }
@@ -212,7 +212,7 @@ internal static class ClaimJson
 }
 
 /// <summary>Deletes expired claims once a minute.</summary>
-sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServiceProvider services) : IRouteWorker
+sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServiceProvider services, PatternMetrics metrics) : IRouteWorker
 {
     public string Name => name;
 
@@ -228,7 +228,7 @@ sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServic
                     await db.Database.ExecuteSqlAsync(PatternSql.Of($"DELETE FROM {tables.Claims} WHERE expires_at < now()"), stopping).ConfigureAwait(false);
                     return await db.Set<ClaimState>().LongCountAsync(stopping).ConfigureAwait(false);
                 }).ConfigureAwait(false);
-                PatternDiagnostics.ReportBacklog("claims", unclaimed);
+                metrics.ReportBacklog("claims", unclaimed);
             }
             catch (Exception exception) when (!stopping.IsCancellationRequested)
             {

@@ -148,12 +148,12 @@ internal sealed class ResequencerSpecification<T> : IRouteStepSpecification<T>, 
         if (_modes[0] == "Batch")
         {
             var batch = new AggregatorCore<T, T>(id, context.Route, Name, _to, g => g.Messages, _key, _size, _size is null, _timeout, null, store,
-                context.Services, _sequence, resequence: true);
+                context.Services, context.Metrics, _sequence, resequence: true);
             context.Control.AddWorker(new AggregationTimeoutWorker<T, T>(batch, _pollInterval, TimeSpan.FromDays(1)));
             return new AggregatorFilter<T, T>(batch);
         }
 
-        var stream = new StreamResequencer<T>(id, context.Route, Name, _to, _key, _sequence, _timeout, _startAt, store, context.Services);
+        var stream = new StreamResequencer<T>(id, context.Route, Name, _to, _key, _sequence, _timeout, _startAt, store, context.Services, context.Metrics);
         context.Control.AddWorker(new StreamGapWorker<T>(stream, _pollInterval));
         return new StreamResequencerFilter<T>(stream);
     }
@@ -165,7 +165,7 @@ public sealed class ResequencerException(string message) : Exception(message);
 /// <summary>Stream mode: a group row per stream holds the next number to release; held messages wait in the messages table.</summary>
 sealed partial class StreamResequencer<T>(
     string id, string route, string name, string to, Func<T, string>? key, Func<T, long>? sequenceOf, TimeSpan gapTimeout, long startAt,
-    PatternStore store, IServiceProvider services)
+    PatternStore store, IServiceProvider services, PatternMetrics metrics)
     where T : class
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
@@ -272,7 +272,7 @@ sealed partial class StreamResequencer<T>(
                 UPDATE {{tables.Messages}} SET released_at = now(), body = ''
                 WHERE aggregator = {0} AND group_key = {1} AND message_id = {2}
                 """, id, stream, row.MessageId), cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+            metrics.Forwarded(route, to);
             next++;
         }
 
@@ -290,7 +290,7 @@ sealed partial class StreamResequencer<T>(
                 DELETE FROM {{tables.Messages}} WHERE aggregator = {0} AND released_at < now() - interval '1 day'
                 """, id), cancellationToken).ConfigureAwait(false);
             var held = await db.Set<AggregationMessageState>().LongCountAsync(m => m.Aggregator == id && m.ReleasedAt == null, cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.ReportBacklog(id, held);
+            metrics.ReportBacklog(id, held);
             return deleted;
         });
 

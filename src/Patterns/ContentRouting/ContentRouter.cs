@@ -181,7 +181,7 @@ public sealed class ContentRouterSpecification<T>(string name, (RoutingTable<T> 
         ArgumentNullException.ThrowIfNull(context);
         var state = new RouterState<T>(context.Route, name, table.Table);
         context.Control.AddRoutingTable(state);
-        return new ContentRouterFilter<T>(state);
+        return new ContentRouterFilter<T>(state, context.Metrics);
     }
 }
 
@@ -243,7 +243,7 @@ public sealed class RouterState<T>(string route, string name, RoutingTable<T> ta
 }
 
 /// <summary>Decides and sends; the message's route ends here.</summary>
-public sealed class ContentRouterFilter<T>(RouterState<T> state) : IFilter<ConsumeContext<T>>
+internal sealed class ContentRouterFilter<T>(RouterState<T> state, PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -254,7 +254,7 @@ public sealed class ContentRouterFilter<T>(RouterState<T> state) : IFilter<Consu
         {
             case RoutingDecision.To to:
                 await RouteSender.SendAsync(context, to.Destination, context.Message).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", state.Route), new("destination", to.Destination));
+                metrics.Forwarded(state.Route, to.Destination);
                 break;
             default:
                 throw new InvalidOperationException($"Route '{state.Route}', router '{state.Name}': no clause matched and there is no Otherwise");

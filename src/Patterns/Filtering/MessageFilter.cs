@@ -80,11 +80,11 @@ public sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejecti
     }
 
     /// <inheritdoc />
-    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new MessageFilter<T>(context.Route, accept!, (rejection as Rejection.ToQueue)?.Queue);
+    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new MessageFilter<T>(context.Route, accept!, (rejection as Rejection.ToQueue)?.Queue, context.Metrics);
 }
 
 /// <summary>Runs the predicate; a rejected message goes to the discard queue or is counted and logged.</summary>
-public sealed partial class MessageFilter<T>(string route, Func<T, bool> accept, string? discardQueue) : IFilter<ConsumeContext<T>>
+internal sealed partial class MessageFilter<T>(string route, Func<T, bool> accept, string? discardQueue, PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -101,11 +101,11 @@ public sealed partial class MessageFilter<T>(string route, Func<T, bool> accept,
         if (discardQueue is not null)
         {
             await RouteSender.SendAsync(context, discardQueue, context.Message).ConfigureAwait(false);
-            PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", discardQueue));
+            metrics.Forwarded(route, discardQueue);
             return;
         }
 
-        PatternDiagnostics.Discarded.Add(1, new KeyValuePair<string, object?>("route", route));
+        metrics.Discarded(route);
         var logger = context.TryGetPayload(out IServiceProvider? services)
             ? services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.Filter") ?? NullLogger.Instance
             : NullLogger.Instance;

@@ -37,6 +37,10 @@ public sealed record RouteStepContext(string Route, int Index, RouteControl Cont
 {
     /// <summary>The route's error queue, where per-step failures that must not fail the message are parked.</summary>
     public string ErrorQueue => Route + "_error";
+
+    /// <summary>The <c>Integration.Patterns</c> instruments of this service provider.</summary>
+    internal PatternMetrics Metrics => (PatternMetrics?)Services.GetService(typeof(PatternMetrics))
+                                       ?? throw new InvalidOperationException("The pattern metrics are not registered; declare routes with AddIntegrationRoutes");
 }
 
 /// <summary>Wraps every step: appends to the message history, opens a trace span, and probes as the step.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -23,6 +24,7 @@ public static class RoutingExtensions
         }
 
         bus.TryAddSingleton<RouteControl>();
+        bus.TryAddSingleton(sp => new PatternMetrics(sp.GetService<IMeterFactory>()));
         routes(catalog);
         return bus;
     }

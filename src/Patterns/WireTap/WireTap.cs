@@ -49,12 +49,13 @@ public sealed class WireTapSpecification<T>(string destination, bool enabled, Ti
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled), context.Services);
+        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled), context.Services, context.Metrics);
     }
 }
 
 /// <summary>Sends the copy concurrently with the rest of the route; waits for it at most <c>timeout</c> afterwards, swallowing its failure.</summary>
-public sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled, IServiceProvider services) : IFilter<ConsumeContext<T>>
+internal sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled, IServiceProvider services,
+    PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -82,7 +83,7 @@ public sealed partial class WireTapFilter<T>(string route, string destination, T
         }
         catch (Exception exception)
         {
-            PatternDiagnostics.TapFailures.Add(1, new("route", route), new("destination", destination));
+            metrics.TapFailed(route, destination);
             var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.WireTap") ?? NullLogger.Instance;
             LogTapFailed(logger, exception, route, destination);
         }
