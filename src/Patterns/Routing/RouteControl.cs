@@ -111,6 +111,9 @@ public sealed class RouteControl
     internal IReadOnlyList<IRouteWorker> Workers => _workers.ToList();
 
     internal void AddRoute(RouteDescription description) => _routes[description.Name] = description;
+
+    /// <summary>Set by <c>ConfigureIntegrationRoutes</c>; a bus whose routes were declared but not configured does not start.</summary>
+    internal bool IsConfigured { get; set; }
 }
 
 /// <summary>A route as configured: for listing on the control bus and drawing on the dashboard.</summary>
