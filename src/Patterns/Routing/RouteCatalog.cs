@@ -97,8 +97,11 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
                 endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
             options.Apply(endpoint);
             var maxBody = options.MaxBodyBytes;
+            var raw = options.RawJson || options.RawXml || options.RawDocuments;
+            var serializer = options.RawJson ? RouteEndpointOptions.RawJsonSerializer : null;
             endpoint.Handler<TMessage>(context =>
             {
+                ReceivedMessage.Remember(context, context.Message, raw, serializer);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {
                     throw new Filtering.MessageRejectedException(

@@ -44,9 +44,12 @@ public static class RouteSender
         var history = MessageHistory.Of(context).ToJson();
         var envelope = RouteEnvelope.Of(context);
         var sequence = Splitting.MessageSequence.Of(context);
+        var received = ReceivedMessage.Of(context) is { IsRaw: true } raw && raw.IsUnchanged(message) ? raw : null;
         var endpoint = await context.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
+            // A raw message nobody changed goes on byte for byte; anything else as the endpoint serializes it.
+            received?.ApplyTo(send);
             send.Headers.Set(MessageHistory.Header, history);
             sequence?.WriteTo(send.Headers);
             envelope.ApplyTo(send);
@@ -69,12 +72,24 @@ public static class RouteSender
         var history = MessageHistory.Of(context).ToJson();
         var envelope = RouteEnvelope.Of(context);
         var sequence = Splitting.MessageSequence.Of(context);
+        var received = ReceivedMessage.Of(context);
         var bus = (IBus?)services.GetService(typeof(IBus)) ?? throw new InvalidOperationException("The bus is not registered");
         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
-            // Keep the consumed message's format (raw JSON stays raw JSON), as a send through the context would.
-            send.Serializer = context.SerializerContext.GetMessageSerializer();
+            // Keep the format a send through the context would have: the received message as it came (raw bodies byte for
+            // byte), a message a step replaced serialized as the route's endpoint does (never the consumed message's
+            // serializer, which writes the consumed message whatever is sent).
+            if (received is not null && received.IsUnchanged(message))
+            {
+                if (received.IsRaw)
+                    received.ApplyTo(send);
+                else
+                    send.Serializer = context.SerializerContext.GetMessageSerializer();
+            }
+            else if (received?.Serializer is { } serializer)
+                send.Serializer = serializer;
+
             send.ConversationId = context.ConversationId;
             send.InitiatorId = context.MessageId;
             if (context.CorrelationId is { } correlation)
