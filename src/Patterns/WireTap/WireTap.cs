@@ -10,7 +10,8 @@ namespace Integration.Patterns.WireTap;
 public static class WireTapExtensions
 {
     /// <summary>
-    /// Sends a copy of each message to <paramref name="destination"/>. The copy is sent while the message goes on; a
+    /// Sends a copy of each message to <paramref name="destination"/>, with the message history up to the tap. The copy is
+    /// sent while the message goes on; a
     /// failing or slow tap never fails or holds up the message (failures are logged and counted, and the wait for the
     /// copy is bounded by <paramref name="timeout"/>, default 5 s). Switchable at run time under
     /// <c>wiretap:{destination}</c> through <see cref="RouteControl"/>.
@@ -69,17 +70,18 @@ internal sealed partial class WireTapFilter<T>(string route, string destination,
             return;
         }
 
-        var tap = Tap(context);
+        // The copy carries the history and envelope as they are at the tap, not what the steps after it add while it is sent.
+        var tap = Tap(context, RouteSendState.Capture(context));
         await next.Send(context).ConfigureAwait(false);
         await Task.WhenAny(tap, Task.Delay(timeout)).ConfigureAwait(false);
     }
 
-    async Task Tap(ConsumeContext<T> context)
+    async Task Tap(ConsumeContext<T> context, RouteSendState state)
     {
         try
         {
             await Task.Yield();
-            await RouteSender.SendIsolatedAsync(services, context, destination, context.Message).ConfigureAwait(false);
+            await RouteSender.SendIsolatedAsync(services, context, destination, context.Message, state).ConfigureAwait(false);
         }
         catch (Exception exception)
         {
