@@ -34,6 +34,7 @@ internal sealed class ClaimState
 /// <param name="ClaimId">The key of the stored payload.</param>
 /// <param name="MessageType">.NET type name of the payload.</param>
 /// <param name="Bytes">Size of the stored JSON in bytes.</param>
+[MessageUrn("integration:claim-ticket")]
 public sealed record ClaimTicket(Guid ClaimId, string MessageType, int Bytes);
 
 /// <summary>Thrown when a ticket's claim is not in the store; the message goes to the error queue with this reason.</summary>

@@ -31,7 +31,7 @@ public static class DynamicRouterExtensions
 }
 
 /// <summary>Specification of a dynamic router.</summary>
-public sealed class DynamicRouterSpecification<T>(Func<T, IReadOnlyList<string>, string?>? next, string completed, int maxHops, string name)
+internal sealed class DynamicRouterSpecification<T>(Func<T, IReadOnlyList<string>, string?>? next, string completed, int maxHops, string name)
     : IRouteStepSpecification<T>
     where T : class
 {

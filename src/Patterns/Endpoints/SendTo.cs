@@ -16,7 +16,7 @@ public static class SendToExtensions
 }
 
 /// <summary>Specification of <see cref="SendToExtensions.To{T}"/>.</summary>
-public sealed class SendToSpecification<T>(string destination) : IRouteStepSpecification<T>
+internal sealed class SendToSpecification<T>(string destination) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />

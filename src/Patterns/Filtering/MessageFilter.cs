@@ -56,7 +56,7 @@ public static class MessageFilterExtensions
 }
 
 /// <summary>Specification of a message filter.</summary>
-public sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejection? rejection) : IRouteStepSpecification<T>
+internal sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejection? rejection) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -127,7 +127,7 @@ internal sealed partial class MessageFilter<T>(string route, Func<T, bool> accep
 public sealed class MessageRejectedException(string message) : Exception(message);
 
 /// <summary>Specification of a validation step.</summary>
-public sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? reason) : IRouteStepSpecification<T>
+internal sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? reason) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -153,7 +153,7 @@ public sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? rea
 }
 
 /// <summary>Throws <see cref="MessageRejectedException"/> for invalid messages.</summary>
-public sealed class ValidationFilter<T>(string route, Func<T, bool> valid, string reason) : IFilter<ConsumeContext<T>>
+internal sealed class ValidationFilter<T>(string route, Func<T, bool> valid, string reason) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />

@@ -29,7 +29,7 @@ public static class RecipientListExtensions
 }
 
 /// <summary>Specification of a recipient list.</summary>
-public sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? recipients, IReadOnlyList<string>? fixedList, int attempts) : IRouteStepSpecification<T>
+internal sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? recipients, IReadOnlyList<string>? fixedList, int attempts) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />

@@ -23,7 +23,7 @@ public sealed class RouteConfigurationException(IReadOnlyList<string> failures)
 }
 
 /// <summary>Every declared route; validated and turned into receive endpoints when the bus is configured.</summary>
-public sealed class RouteCatalog : IRouteBuilder
+internal sealed class RouteCatalog : IRouteBuilder
 {
     readonly List<IRouteDefinition> _routes = [];
 

@@ -8,7 +8,7 @@ namespace Integration.Patterns.RoutingSlips;
 /// step registers its activity with MassTransit (once per activity type, on queues named by the kebab-case formatter);
 /// <c>ConfigureIntegrationRoutes</c> creates its execute and compensate endpoints (<c>cfg.ConfigureEndpoints(context)</c> leaves them out).
 /// </summary>
-public sealed class ItineraryCatalog : IItinerariesBuilder
+internal sealed class ItineraryCatalog : IItinerariesBuilder
 {
     /// <summary>Queue of the built-in activity that revises itineraries for detours.</summary>
     public const string DetourQueue = "integration-itinerary-detour_execute";

@@ -90,7 +90,7 @@ public static class SplitterExtensions
 }
 
 /// <summary>Specification of a splitter.</summary>
-public sealed class SplitterSpecification<T, TPart>(Func<T, IEnumerable<TPart>>? split, string name) : IRouteBridgeSpecification<T, TPart>
+internal sealed class SplitterSpecification<T, TPart>(Func<T, IEnumerable<TPart>>? split, string name) : IRouteBridgeSpecification<T, TPart>
     where T : class
     where TPart : class
 {

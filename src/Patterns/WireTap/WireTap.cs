@@ -25,7 +25,7 @@ public static class WireTapExtensions
 }
 
 /// <summary>Specification of a wire tap.</summary>
-public sealed class WireTapSpecification<T>(string destination, bool enabled, TimeSpan timeout) : IRouteStepSpecification<T>
+internal sealed class WireTapSpecification<T>(string destination, bool enabled, TimeSpan timeout) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
