@@ -8,6 +8,7 @@ using Integration.Patterns.RecipientList;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Transformation;
 using Integration.Patterns.WireTap;
+using MassTransit;
 using NUnit.Framework;
 
 namespace Integration.Patterns.Tests;
@@ -129,5 +130,33 @@ public sealed class RawBytes_Specs
             Assert.That(json.TryGetProperty("region", out _), Is.False, $"{queue}: not the received one");
             Assert.That(delivery.ContentType, Is.EqualTo("application/json"), $"{queue}: still plain JSON");
         }
+    }
+}
+
+/// <summary>
+/// A raw JSON route also takes enveloped messages from .NET producers; it sends them on in its own format (plain JSON,
+/// the wire tap's copy too), with their history.
+/// </summary>
+[TestFixture(typeof(InMemory))]
+[TestFixture(typeof(RabbitMq), Category = "Integration")]
+public sealed class RawRoute_Specs<TTransport>
+    where TTransport : ITransport, new()
+{
+    [Test]
+    public async Task When_a_dotnet_producer_sends_an_enveloped_message_to_a_raw_json_route_should_send_it_and_its_tap_copy_on_as_plain_json_with_the_history()
+    {
+        await using var harness = await RouteHarness<PriceUpdate>.StartAsync(new TTransport(),
+            routes => routes.From<PriceUpdate>("prices", r => r.WireTap("prices-audit").To("prices-out"), e => e.RawJson = true),
+            ["prices-audit", "prices-out"], capture: e => e.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true));
+
+        await harness.Send("prices", new PriceUpdate("PUMP-1", 120.50m, "north"));
+
+        var routed = (await harness.WaitFor("prices-out")).Single();
+        var copy = (await harness.WaitFor("prices-audit")).Single();
+        Assert.That(routed.Message, Is.EqualTo(new PriceUpdate("PUMP-1", 120.50m, "north")));
+        Assert.That(copy.Message, Is.EqualTo(routed.Message));
+        Assert.That(new[] { routed.ContentType, copy.ContentType }, Is.EqualTo(new[] { "application/json", "application/json" }), "the route's format, not an envelope");
+        Assert.That(MessageHistory.Read(routed.Headers).Select(e => e.Step), Is.EqualTo(new[] { "wiretap:prices-audit", "to:prices-out" }));
+        Assert.That(MessageHistory.Read(copy.Headers).Select(e => e.Step), Is.EqualTo(new[] { "wiretap:prices-audit" }));
     }
 }

@@ -125,7 +125,7 @@ public sealed class RabbitMq : ITransport
 public sealed record RawDelivery(byte[] Body, string? ContentType, string? ContentEncoding, IReadOnlyDictionary<string, string> Headers);
 
 /// <summary>A message that arrived at a destination queue, with its headers.</summary>
-public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null);
+public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null, string? ContentType = null);
 
 /// <summary>
 /// Runs routes on a transport and captures what arrives at the destination queues (every destination is consumed by a
@@ -170,7 +170,7 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
                             capture?.Invoke(e);
                             e.Handler<TOut>(c =>
                         {
-                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders));
+                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders, c.ReceiveContext.ContentType?.MediaType));
                             return Task.CompletedTask;
                         });
                         });

@@ -1,4 +1,5 @@
 using MassTransit;
+using MassTransit.Serialization;
 
 namespace Integration.Patterns.Routing;
 
@@ -97,11 +98,12 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
                 endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
             options.Apply(endpoint);
             var maxBody = options.MaxBodyBytes;
-            var raw = options.RawJson || options.RawXml || options.RawDocuments;
             var serializer = options.RawJson ? RouteEndpointOptions.RawJsonSerializer : null;
             endpoint.Handler<TMessage>(context =>
             {
-                ReceivedMessage.Remember(context, context.Message, raw, serializer);
+                // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
+                // producer sent to the same queue; only such a body is passed on as it came.
+                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {
                     throw new Filtering.MessageRejectedException(

@@ -102,18 +102,16 @@ public static class RouteSender
         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
-            // Keep the format a send through the context would have: the received message as it came (raw bodies byte for
-            // byte), a message a step replaced serialized as the route's endpoint does (never the consumed message's
-            // serializer, which writes the consumed message whatever is sent).
-            if (received is not null && received.IsUnchanged(message))
-            {
-                if (received.IsRaw)
-                    received.ApplyTo(send);
-                else
-                    send.Serializer = context.SerializerContext.GetMessageSerializer();
-            }
+            // The format a send through the context would have: a raw body nobody changed byte for byte; else the route's
+            // endpoint serializer (RawJson: plain JSON); else, unchanged, as it was consumed; else the bus's default. Never
+            // the consumed message's serializer for another message: it writes the consumed message whatever is sent.
+            var unchanged = received is not null && received.IsUnchanged(message);
+            if (unchanged && received!.IsRaw)
+                received.ApplyTo(send);
             else if (received?.Serializer is { } serializer)
                 send.Serializer = serializer;
+            else if (unchanged)
+                send.Serializer = context.SerializerContext.GetMessageSerializer();
 
             send.ConversationId = context.ConversationId;
             send.InitiatorId = context.MessageId;
