@@ -17,7 +17,7 @@ public sealed record ListProxies;
 public sealed record ResetProxy(string Target);
 
 /// <summary>What the dashboard reads, and the smart proxies.</summary>
-sealed class DashboardCommands(OperationsOverview overview, MessageStore store, ProbeMonitor probes) :
+sealed class DashboardCommands(OperationsOverview overview, MessageStore store, ProbeMonitor probes, IServiceProvider services) :
     IControlHandler<ShowOverview>, IControlHandler<ListProxies>, IControlHandler<ResetProxy>
 {
     public async Task<ControlResult> HandleAsync(ShowOverview command, CancellationToken cancellationToken)
@@ -44,14 +44,16 @@ sealed class DashboardCommands(OperationsOverview overview, MessageStore store, 
 
     public Task<ControlResult> HandleAsync(ResetProxy command, CancellationToken cancellationToken)
     {
-        var proxy = SmartProxy.All.FirstOrDefault(p => p.Name == command.Target);
+        var proxy = Registry?.Find(command.Target);
         if (proxy is null)
             return Task.FromResult(ControlResult.NotFound($"No smart proxy '{command.Target}'"));
         proxy.Reset();
         return Task.FromResult(ControlResult.Ok($"Smart proxy '{proxy.Name}': circuit closed"));
     }
 
-    static object Proxies() => SmartProxy.All.Select(p => new { name = p.Name, destination = p.Destination.ToString(), circuit = p.State.ToString(), pending = p.Pending }).ToList();
+    SmartProxyRegistry? Registry => services.GetService(typeof(SmartProxyRegistry)) as SmartProxyRegistry;
+
+    object Proxies() => (Registry?.All ?? []).Select(p => new { name = p.Name, destination = p.Destination.ToString(), circuit = p.State.ToString(), pending = p.Pending }).ToList();
 }
 
 /// <summary>

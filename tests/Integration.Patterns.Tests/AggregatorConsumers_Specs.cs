@@ -1,5 +1,5 @@
-using Integration.Patterns.Aggregation;
-using Integration.Patterns.Resequencing;
+using Integration.Patterns.Postgres.Aggregation;
+using Integration.Patterns.Postgres.Resequencing;
 using Integration.Testing;
 using NUnit.Framework;
 

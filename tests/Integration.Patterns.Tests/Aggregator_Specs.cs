@@ -1,4 +1,4 @@
-using Integration.Patterns.Aggregation;
+using Integration.Patterns.Postgres.Aggregation;
 using Integration.Patterns.Endpoints;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Splitting;

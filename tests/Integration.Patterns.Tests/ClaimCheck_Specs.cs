@@ -1,4 +1,4 @@
-using Integration.Patterns.ClaimCheck;
+using Integration.Patterns.Postgres.ClaimCheck;
 using Integration.Patterns.Endpoints;
 using Integration.Patterns.Routing;
 using Integration.Testing;

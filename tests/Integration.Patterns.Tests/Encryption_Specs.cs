@@ -122,8 +122,8 @@ public sealed class Encryption_Specs
         var body = Encoding.UTF8.GetString(message!.Body.Span);
         Assert.Multiple(() =>
         {
-            Assert.That(message.BasicProperties.ContentType, Is.EqualTo(AesGcmMessageSerializer.ContentTypeValue));
-            Assert.That(Header(message, AesGcmMessageSerializer.KeyIdHeader), Is.EqualTo("a"));
+            Assert.That(message.BasicProperties.ContentType, Is.EqualTo(MessageEncryption.ContentType));
+            Assert.That(Header(message, MessageEncryption.KeyIdHeader), Is.EqualTo("a"));
             Assert.That(body, Does.Not.Contain("4111"), "card number visible on the wire");
             Assert.That(body, Does.Not.Contain(nameof(SecretOrder)), "message type visible on the wire");
         });
@@ -195,10 +195,10 @@ public sealed class Encryption_Specs
         {
             var properties = new BasicProperties
             {
-                ContentType = AesGcmMessageSerializer.ContentTypeValue,
+                ContentType = MessageEncryption.ContentType,
                 MessageId = Guid.NewGuid().ToString(),
                 Persistent = true,
-                Headers = new Dictionary<string, object?> { [AesGcmMessageSerializer.KeyIdHeader] = "a" },
+                Headers = new Dictionary<string, object?> { [MessageEncryption.KeyIdHeader] = "a" },
             };
             await channel.BasicPublishAsync("", Queue, mandatory: false, properties, new byte[64]);
         }

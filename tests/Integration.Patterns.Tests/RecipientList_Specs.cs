@@ -54,8 +54,8 @@ public sealed class RecipientList_Specs<TTransport>
         var parked = (await harness.WaitFor("orders_error")).Single();
         await harness.Harness.InactivityTask;
         Assert.That(harness.At("orders_error"), Has.Count.EqualTo(1), "only the failed recipient's copy is parked; the message itself did not fail");
-        Assert.That(parked.Headers.Get<string>(RecipientListFilter<Order>.FailedRecipientHeader), Is.EqualTo("broken"));
-        Assert.That(parked.Headers.Get<string>(RecipientListFilter<Order>.FailureReasonHeader), Does.Contain("recipient is down"));
+        Assert.That(parked.Headers.Get<string>(RecipientListHeaders.FailedRecipient), Is.EqualTo("broken"));
+        Assert.That(parked.Headers.Get<string>(RecipientListHeaders.FailureReason), Does.Contain("recipient is down"));
         Assert.That(await harness.Faulted<Order>(), Is.False, "one failing recipient must not fail the message");
     }
 }

@@ -1,4 +1,4 @@
-using Integration.Patterns.Resequencing;
+using Integration.Patterns.Postgres.Resequencing;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Splitting;
 using Integration.Testing;

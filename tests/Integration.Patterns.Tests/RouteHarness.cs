@@ -57,6 +57,44 @@ public sealed class RabbitMq : ITransport
         await channel.BasicPublishAsync("", queue, false, properties, System.Text.Encoding.UTF8.GetBytes(body));
     }
 
+    /// <summary>Publishes a body with the given AMQP properties to a queue, as a non-.NET producer would.</summary>
+    public async Task PublishRawAsync(string queue, RabbitMQ.Client.BasicProperties properties, byte[] body)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("raw-producer");
+        await using var channel = await connection.CreateChannelAsync();
+        await channel.BasicPublishAsync("", queue, false, properties, body);
+    }
+
+    /// <summary>Waits for one message on a queue and takes it as a non-.NET consumer would (null when none came).</summary>
+    public async Task<RawDelivery?> TakeRawAsync(string queue, double seconds = 10)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("raw-consumer");
+        for (var deadline = DateTime.UtcNow.AddSeconds(seconds); DateTime.UtcNow < deadline; await Task.Delay(50))
+        {
+            // A channel per attempt: reading a queue the route has not declared yet closes the channel.
+            await using var channel = await connection.CreateChannelAsync();
+            RabbitMQ.Client.BasicGetResult? result;
+            try
+            {
+                result = await channel.BasicGetAsync(queue, true);
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                continue;
+            }
+
+            if (result is null)
+                continue;
+            var headers = (result.BasicProperties.Headers ?? new Dictionary<string, object?>()).ToDictionary(h => h.Key,
+                h => h.Value is byte[] b ? System.Text.Encoding.UTF8.GetString(b) : h.Value?.ToString() ?? "");
+            return new RawDelivery(result.Body.ToArray(), result.BasicProperties.ContentType, result.BasicProperties.ContentEncoding, headers);
+        }
+
+        return null;
+    }
+
     /// <summary>Takes one message from a queue (null when empty) and returns its headers as strings.</summary>
     public async Task<IReadOnlyDictionary<string, string>?> GetRawAsync(string queue)
     {
@@ -83,8 +121,11 @@ public sealed class RabbitMq : ITransport
     }
 }
 
+/// <summary>A message as a plain AMQP client reads it.</summary>
+public sealed record RawDelivery(byte[] Body, string? ContentType, string? ContentEncoding, IReadOnlyDictionary<string, string> Headers);
+
 /// <summary>A message that arrived at a destination queue, with its headers.</summary>
-public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null);
+public sealed record Captured<T>(T Message, Headers Headers, Headers? Transport = null, string? ContentType = null);
 
 /// <summary>
 /// Runs routes on a transport and captures what arrives at the destination queues (every destination is consumed by a
@@ -104,8 +145,9 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
     public RouteControl Control => _provider!.GetRequiredService<RouteControl>();
 
     /// <summary>Starts a bus with <paramref name="routes"/> and capturing endpoints on <paramref name="destinations"/>.</summary>
+    /// <param name="capture">Configures each capturing endpoint further, e.g. with a deserializer for the format a raw route passes on.</param>
     public static async Task<RouteHarness<TOut>> StartAsync(ITransport transport, Action<IRouteBuilder> routes, string[] destinations,
-        Action<IBusFactoryConfigurator>? configure = null, Action<IServiceCollection>? services = null)
+        Action<IBusFactoryConfigurator>? configure = null, Action<IServiceCollection>? services = null, Action<IReceiveEndpointConfigurator>? capture = null)
     {
         var harness = new RouteHarness<TOut>(transport);
         await transport.StartAsync();
@@ -125,9 +167,10 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
                         cfg.ReceiveEndpoint(destination, e =>
                         {
                             e.ConcurrentMessageLimit = 1; // capture in arrival order (the resequencer specs read it)
+                            capture?.Invoke(e);
                             e.Handler<TOut>(c =>
                         {
-                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders));
+                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders, c.ReceiveContext.ContentType?.MediaType));
                             return Task.CompletedTask;
                         });
                         });

@@ -39,10 +39,11 @@ public sealed class StockFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddOptions<StockOptions>().BindConfiguration(StockOptions.Section)
             .Validate(o => !o.Proxy.Validate().Any(), "Integration:Stock:Proxy is invalid (Timeout, OpenDuration positive; Retries >= 0; FailureThreshold >= 1)").ValidateOnStart();
+        builder.Services.AddIntegrationSmartProxies();
         builder.Services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StockOptions>>().Value.Proxy;
-            return new SmartProxy(sp.GetRequiredService<IBus>(), new Uri($"queue:{Queue}"), options);
+            return sp.GetRequiredService<SmartProxyRegistry>().Create(new Uri($"queue:{Queue}"), options);
         });
     }
 

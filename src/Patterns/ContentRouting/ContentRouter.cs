@@ -5,7 +5,7 @@ using MassTransit;
 namespace Integration.Patterns.ContentRouting;
 
 /// <summary>Where a content-based router sends a message: a closed set of outcomes, not a string that may be null.</summary>
-public abstract record RoutingDecision
+internal abstract record RoutingDecision
 {
     RoutingDecision()
     {
@@ -36,7 +36,7 @@ public interface IContentRouterConfigurator<T>
 }
 
 /// <summary>An immutable routing table.</summary>
-public sealed class RoutingTable<T>
+internal sealed class RoutingTable<T>
     where T : class
 {
     readonly IReadOnlyList<(Func<T, bool> Predicate, string Destination, string Clause)> _predicates;
@@ -160,7 +160,7 @@ public static class ContentRouterExtensions
 }
 
 /// <summary>Specification of a content-based router.</summary>
-public sealed class ContentRouterSpecification<T>(string name, (RoutingTable<T> Table, IReadOnlyList<string> Failures) table) : IRouteStepSpecification<T>
+internal sealed class ContentRouterSpecification<T>(string name, (RoutingTable<T> Table, IReadOnlyList<string> Failures) table) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -181,12 +181,12 @@ public sealed class ContentRouterSpecification<T>(string name, (RoutingTable<T> 
         ArgumentNullException.ThrowIfNull(context);
         var state = new RouterState<T>(context.Route, name, table.Table);
         context.Control.AddRoutingTable(state);
-        return new ContentRouterFilter<T>(state);
+        return new ContentRouterFilter<T>(state, context.Metrics);
     }
 }
 
 /// <summary>The router's table in force; replaced whole, atomically.</summary>
-public sealed class RouterState<T>(string route, string name, RoutingTable<T> table) : IReplaceableRoutingTable
+internal sealed class RouterState<T>(string route, string name, RoutingTable<T> table) : IReplaceableRoutingTable
     where T : class
 {
     RoutingTable<T> _table = table;
@@ -243,7 +243,7 @@ public sealed class RouterState<T>(string route, string name, RoutingTable<T> ta
 }
 
 /// <summary>Decides and sends; the message's route ends here.</summary>
-public sealed class ContentRouterFilter<T>(RouterState<T> state) : IFilter<ConsumeContext<T>>
+internal sealed class ContentRouterFilter<T>(RouterState<T> state, PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -254,7 +254,7 @@ public sealed class ContentRouterFilter<T>(RouterState<T> state) : IFilter<Consu
         {
             case RoutingDecision.To to:
                 await RouteSender.SendAsync(context, to.Destination, context.Message).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", state.Route), new("destination", to.Destination));
+                metrics.Forwarded(state.Route, to.Destination);
                 break;
             default:
                 throw new InvalidOperationException($"Route '{state.Route}', router '{state.Name}': no clause matched and there is no Otherwise");

@@ -40,7 +40,7 @@ public static class DetourExtensions
 }
 
 /// <summary>Specification of a detour.</summary>
-public sealed class DetourSpecification<T>(string name, IReadOnlyList<IRouteStepSpecification<T>> steps, bool enabled) : IRouteStepSpecification<T>
+internal sealed class DetourSpecification<T>(string name, IReadOnlyList<IRouteStepSpecification<T>> steps, bool enabled) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -93,7 +93,7 @@ sealed class DetourStepFilter<T>(string name, IFilter<ConsumeContext<T>> inner) 
 /// While switched on, runs the detour's filters ahead of the route's next step: each calls the next, the last one calls
 /// the route, so the message continues exactly when every detour step lets it through.
 /// </summary>
-public sealed class DetourFilter<T>(RouteSwitch enabled, IReadOnlyList<IFilter<ConsumeContext<T>>> detour) : IFilter<ConsumeContext<T>>
+internal sealed class DetourFilter<T>(RouteSwitch enabled, IReadOnlyList<IFilter<ConsumeContext<T>>> detour) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />

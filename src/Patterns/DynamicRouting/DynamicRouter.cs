@@ -31,7 +31,7 @@ public static class DynamicRouterExtensions
 }
 
 /// <summary>Specification of a dynamic router.</summary>
-public sealed class DynamicRouterSpecification<T>(Func<T, IReadOnlyList<string>, string?>? next, string completed, int maxHops, string name)
+internal sealed class DynamicRouterSpecification<T>(Func<T, IReadOnlyList<string>, string?>? next, string completed, int maxHops, string name)
     : IRouteStepSpecification<T>
     where T : class
 {
@@ -61,13 +61,13 @@ public sealed class DynamicRouterSpecification<T>(Func<T, IReadOnlyList<string>,
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new DynamicRouterFilter<T>(context.Route, Name, next!, completed, maxHops);
+        return new DynamicRouterFilter<T>(context.Route, Name, next!, completed, maxHops, context.Metrics);
     }
 }
 
 /// <summary>Decides, records the hop in the message history (<c>dynamic:{name}-&gt;{queue}</c>) and sends.</summary>
-public sealed class DynamicRouterFilter<T>(string route, string name, Func<T, IReadOnlyList<string>, string?> next, string completed, int maxHops)
-    : IFilter<ConsumeContext<T>>
+internal sealed class DynamicRouterFilter<T>(string route, string name, Func<T, IReadOnlyList<string>, string?> next, string completed, int maxHops,
+    PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -81,7 +81,7 @@ public sealed class DynamicRouterFilter<T>(string route, string name, Func<T, IR
         if (destination is null)
         {
             await RouteSender.SendAsync(context, completed, context.Message).ConfigureAwait(false);
-            PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", completed));
+            metrics.Forwarded(route, completed);
             return;
         }
 
@@ -95,7 +95,7 @@ public sealed class DynamicRouterFilter<T>(string route, string name, Func<T, IR
 
         history.Append(prefix + destination);
         await RouteSender.SendAsync(context, destination, context.Message).ConfigureAwait(false);
-        PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", destination));
+        metrics.Forwarded(route, destination);
     }
 
     /// <inheritdoc />

@@ -16,7 +16,7 @@ public static class SendToExtensions
 }
 
 /// <summary>Specification of <see cref="SendToExtensions.To{T}"/>.</summary>
-public sealed class SendToSpecification<T>(string destination) : IRouteStepSpecification<T>
+internal sealed class SendToSpecification<T>(string destination) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -36,11 +36,11 @@ public sealed class SendToSpecification<T>(string destination) : IRouteStepSpeci
     }
 
     /// <inheritdoc />
-    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new SendToFilter<T>(context.Route, destination);
+    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new SendToFilter<T>(context.Route, destination, context.Metrics);
 }
 
 /// <summary>Sends to one queue.</summary>
-public sealed class SendToFilter<T>(string route, string destination) : IFilter<ConsumeContext<T>>
+internal sealed class SendToFilter<T>(string route, string destination, PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -48,7 +48,7 @@ public sealed class SendToFilter<T>(string route, string destination) : IFilter<
     {
         ArgumentNullException.ThrowIfNull(context);
         await RouteSender.SendAsync(context, destination, context.Message).ConfigureAwait(false);
-        PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", destination));
+        metrics.Forwarded(route, destination);
     }
 
     /// <inheritdoc />

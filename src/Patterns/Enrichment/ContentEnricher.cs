@@ -59,7 +59,7 @@ public static class ContentEnricherExtensions
 }
 
 /// <summary>Specification of a content enricher.</summary>
-public sealed class ContentEnricherSpecification<T, TData, TOut>(
+internal sealed class ContentEnricherSpecification<T, TData, TOut>(
     Func<ConsumeContext<T>, IServiceProvider, CancellationToken, Task<TData>>? fetch, Func<T, TData, TOut>? merge, TimeSpan timeout, string name,
     string fetchName, string? service) : IRouteBridgeSpecification<T, TOut>
     where T : class
@@ -93,7 +93,7 @@ public sealed class ContentEnricherSpecification<T, TData, TOut>(
 }
 
 /// <summary>Fetches with a deadline, merges, continues; every failure becomes an <see cref="EnrichmentException"/> naming the step.</summary>
-public sealed class ContentEnricherFilter<T, TData, TOut>(
+internal sealed class ContentEnricherFilter<T, TData, TOut>(
     string route, string name, Func<ConsumeContext<T>, IServiceProvider, CancellationToken, Task<TData>> fetch, Func<T, TData, TOut> merge,
     TimeSpan timeout, string? service, IServiceProvider services, IPipe<ConsumeContext<TOut>> downstream) : IFilter<ConsumeContext<T>>
     where T : class

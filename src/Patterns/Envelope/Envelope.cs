@@ -88,7 +88,7 @@ public static class EnvelopeExtensions
 }
 
 /// <summary>Records the envelope's headers for every later send of the consumed message.</summary>
-public sealed class EnvelopeFilter<T>(IReadOnlyList<Func<T, Action<SendContext>>> parts) : IFilter<ConsumeContext<T>>
+internal sealed class EnvelopeFilter<T>(IReadOnlyList<Func<T, Action<SendContext>>> parts) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />

@@ -56,7 +56,7 @@ public static class MessageFilterExtensions
 }
 
 /// <summary>Specification of a message filter.</summary>
-public sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejection? rejection) : IRouteStepSpecification<T>
+internal sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejection? rejection) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -80,11 +80,11 @@ public sealed class MessageFilterSpecification<T>(Func<T, bool>? accept, Rejecti
     }
 
     /// <inheritdoc />
-    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new MessageFilter<T>(context.Route, accept!, (rejection as Rejection.ToQueue)?.Queue);
+    public IFilter<ConsumeContext<T>> Build(RouteStepContext context) => new MessageFilter<T>(context.Route, accept!, (rejection as Rejection.ToQueue)?.Queue, context.Metrics);
 }
 
 /// <summary>Runs the predicate; a rejected message goes to the discard queue or is counted and logged.</summary>
-public sealed partial class MessageFilter<T>(string route, Func<T, bool> accept, string? discardQueue) : IFilter<ConsumeContext<T>>
+internal sealed partial class MessageFilter<T>(string route, Func<T, bool> accept, string? discardQueue, PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -101,11 +101,11 @@ public sealed partial class MessageFilter<T>(string route, Func<T, bool> accept,
         if (discardQueue is not null)
         {
             await RouteSender.SendAsync(context, discardQueue, context.Message).ConfigureAwait(false);
-            PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", discardQueue));
+            metrics.Forwarded(route, discardQueue);
             return;
         }
 
-        PatternDiagnostics.Discarded.Add(1, new KeyValuePair<string, object?>("route", route));
+        metrics.Discarded(route);
         var logger = context.TryGetPayload(out IServiceProvider? services)
             ? services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.Filter") ?? NullLogger.Instance
             : NullLogger.Instance;
@@ -127,7 +127,7 @@ public sealed partial class MessageFilter<T>(string route, Func<T, bool> accept,
 public sealed class MessageRejectedException(string message) : Exception(message);
 
 /// <summary>Specification of a validation step.</summary>
-public sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? reason) : IRouteStepSpecification<T>
+internal sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? reason) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -153,7 +153,7 @@ public sealed class ValidationSpecification<T>(Func<T, bool>? valid, string? rea
 }
 
 /// <summary>Throws <see cref="MessageRejectedException"/> for invalid messages.</summary>
-public sealed class ValidationFilter<T>(string route, Func<T, bool> valid, string reason) : IFilter<ConsumeContext<T>>
+internal sealed class ValidationFilter<T>(string route, Func<T, bool> valid, string reason) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />

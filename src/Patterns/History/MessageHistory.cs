@@ -53,8 +53,8 @@ public sealed class MessageHistory
         return Parse(headers.Get<string>(Header));
     }
 
-    /// <summary>Appends a hop run on this machine now.</summary>
-    public void Append(string step)
+    /// <summary>Appends a hop run on this machine now (every route step does).</summary>
+    internal void Append(string step)
     {
         lock (_entries)
         {

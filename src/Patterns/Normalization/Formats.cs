@@ -15,7 +15,7 @@ namespace Integration.Patterns.Normalization;
 public sealed class NormalizationException(string message) : Exception(message);
 
 /// <summary>The wire formats the normalizer and the raw channel adapters read.</summary>
-public enum MessageFormat
+internal enum MessageFormat
 {
     /// <summary><c>application/json</c> (or <c>*+json</c>).</summary>
     Json,
@@ -33,7 +33,7 @@ public enum MessageFormat
 /// only text becomes a string; repeated elements become an array. CSV: each record becomes an object keyed by the header
 /// line. Values stay strings; numbers and booleans are read from strings when the target property wants them.
 /// </summary>
-public static class FormatReader
+internal static class FormatReader
 {
     /// <summary>JSON options that read numbers and booleans from strings, otherwise like MassTransit's.</summary>
     public static JsonSerializerOptions Options { get; } = CreateOptions();

@@ -44,7 +44,7 @@ public static class NormalizerExtensions
 }
 
 /// <summary>Specification of a normalizer.</summary>
-public sealed class NormalizerSpecification<TCanonical> : IRouteBridgeSpecification<RawDocument, TCanonical>, INormalizerConfigurator<TCanonical>
+internal sealed class NormalizerSpecification<TCanonical> : IRouteBridgeSpecification<RawDocument, TCanonical>, INormalizerConfigurator<TCanonical>
     where TCanonical : class
 {
     readonly List<(MessageFormat Format, Func<JsonNode?, TCanonical>? Map)> _mappings = [];
@@ -92,7 +92,7 @@ public sealed class NormalizerSpecification<TCanonical> : IRouteBridgeSpecificat
 }
 
 /// <summary>Reads, maps and continues with the canonical message.</summary>
-public sealed class NormalizerFilter<TCanonical>(string route, IReadOnlyDictionary<MessageFormat, Func<JsonNode?, TCanonical>> mappings,
+internal sealed class NormalizerFilter<TCanonical>(string route, IReadOnlyDictionary<MessageFormat, Func<JsonNode?, TCanonical>> mappings,
     IPipe<ConsumeContext<TCanonical>> downstream) : IFilter<ConsumeContext<RawDocument>>
     where TCanonical : class
 {

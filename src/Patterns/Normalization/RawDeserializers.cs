@@ -10,6 +10,7 @@ namespace Integration.Patterns.Normalization;
 /// <summary>A message as it arrived: its content type and its text, for the normalizer (<c>RouteEndpointOptions.RawDocuments</c>).</summary>
 /// <param name="ContentType">The transport content type, or null when the producer set none.</param>
 /// <param name="Text">The body as UTF-8 text.</param>
+[MessageUrn("integration:raw-document")]
 public sealed record RawDocument(string? ContentType, string Text);
 
 /// <summary>

@@ -29,7 +29,7 @@ public static class RecipientListExtensions
 }
 
 /// <summary>Specification of a recipient list.</summary>
-public sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? recipients, IReadOnlyList<string>? fixedList, int attempts) : IRouteStepSpecification<T>
+internal sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? recipients, IReadOnlyList<string>? fixedList, int attempts) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -58,7 +58,7 @@ public sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? 
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new RecipientListFilter<T>(context.Route, context.ErrorQueue, recipients!, attempts, context.Services);
+        return new RecipientListFilter<T>(context.Route, context.ErrorQueue, recipients!, attempts, context.Services, context.Metrics);
     }
 }
 
@@ -69,6 +69,16 @@ public sealed class RecipientListSpecification<T>(Func<T, IEnumerable<string>>? 
 /// <param name="Error">The last failure, when not delivered.</param>
 public sealed record RecipientStatus(string Recipient, bool Delivered, int Attempts, string? Error);
 
+/// <summary>Headers on the copy a recipient list parks in the route's error queue when a recipient cannot be reached.</summary>
+public static class RecipientListHeaders
+{
+    /// <summary>The recipient (queue) the copy could not reach.</summary>
+    public const string FailedRecipient = "Integration-Failed-Recipient";
+
+    /// <summary>The last failure.</summary>
+    public const string FailureReason = "Integration-Failure-Reason";
+}
+
 /// <summary>Per-recipient results of the message being consumed, for steps and tests that want them.</summary>
 public sealed class RecipientListResult
 {
@@ -77,16 +87,10 @@ public sealed class RecipientListResult
 }
 
 /// <summary>Delivers to every recipient independently; a recipient that keeps failing is parked in the error queue, never dropped.</summary>
-public sealed class RecipientListFilter<T>(string route, string errorQueue, Func<T, IEnumerable<string>> recipients, int attempts, IServiceProvider services)
-    : IFilter<ConsumeContext<T>>
+internal sealed class RecipientListFilter<T>(string route, string errorQueue, Func<T, IEnumerable<string>> recipients, int attempts, IServiceProvider services,
+    PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
-    /// <summary>Header on a parked copy naming the recipient it could not reach.</summary>
-    public const string FailedRecipientHeader = "Integration-Failed-Recipient";
-
-    /// <summary>Header on a parked copy with the last failure.</summary>
-    public const string FailureReasonHeader = "Integration-Failure-Reason";
-
     /// <inheritdoc />
     public async Task Send(ConsumeContext<T> context, IPipe<ConsumeContext<T>> next)
     {
@@ -112,7 +116,7 @@ public sealed class RecipientListFilter<T>(string route, string errorQueue, Func
             try
             {
                 await RouteSender.SendIsolatedAsync(services, context, target, context.Message).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", target));
+                metrics.Forwarded(route, target);
                 return new RecipientStatus(target, true, attempt, null);
             }
             catch (Exception exception) when (exception is not OperationCanceledException)
@@ -124,11 +128,11 @@ public sealed class RecipientListFilter<T>(string route, string errorQueue, Func
         }
 
         // Parked, not dropped: if even this fails, the exception fails the message and it is redelivered.
-        PatternDiagnostics.RecipientFailures.Add(1, new("route", route), new("destination", target));
+        metrics.RecipientFailed(route, target);
         await RouteSender.SendAsync(context, errorQueue, context.Message, send =>
         {
-            send.Headers.Set(FailedRecipientHeader, target);
-            send.Headers.Set(FailureReasonHeader, last?.Message);
+            send.Headers.Set(RecipientListHeaders.FailedRecipient, target);
+            send.Headers.Set(RecipientListHeaders.FailureReason, last?.Message);
         }).ConfigureAwait(false);
         return new RecipientStatus(target, false, attempts, last?.Message);
     }

@@ -1,4 +1,5 @@
 using MassTransit;
+using MassTransit.Serialization;
 
 namespace Integration.Patterns.Routing;
 
@@ -23,7 +24,7 @@ public sealed class RouteConfigurationException(IReadOnlyList<string> failures)
 }
 
 /// <summary>Every declared route; validated and turned into receive endpoints when the bus is configured.</summary>
-public sealed class RouteCatalog : IRouteBuilder
+internal sealed class RouteCatalog : IRouteBuilder
 {
     readonly List<IRouteDefinition> _routes = [];
 
@@ -97,8 +98,12 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
                 endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
             options.Apply(endpoint);
             var maxBody = options.MaxBodyBytes;
+            var serializer = options.RawJson ? RouteEndpointOptions.RawJsonSerializer : null;
             endpoint.Handler<TMessage>(context =>
             {
+                // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
+                // producer sent to the same queue; only such a body is passed on as it came.
+                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {
                     throw new Filtering.MessageRejectedException(

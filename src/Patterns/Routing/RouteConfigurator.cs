@@ -3,9 +3,10 @@ using MassTransit;
 namespace Integration.Patterns.Routing;
 
 /// <summary>
-/// The steps of a route for messages of type <typeparamref name="TMessage"/>, in the order they are called.
-/// Patterns are extension methods that call <see cref="AddStep"/>; a translation continues on another message type
-/// through <see cref="ContinueWith{TNext}"/>. Nothing needs an <c>End()</c>.
+/// The steps of a route for messages of type <typeparamref name="TMessage"/>, in the order they are called: every
+/// pattern is an extension method on it (<c>To</c>, <c>Route</c>, <c>Filter</c>, <c>WireTap</c>, <c>Translate</c>…), and
+/// a step that changes the message type (a translator, a splitter, a normalizer) returns the configurator of the new
+/// type. Nothing needs an <c>End()</c>. Implemented by the library only.
 /// </summary>
 public interface IRouteConfigurator<TMessage>
     where TMessage : class
@@ -14,18 +15,18 @@ public interface IRouteConfigurator<TMessage>
     string Route { get; }
 
     /// <summary>Appends a step.</summary>
-    IRouteConfigurator<TMessage> AddStep(IRouteStepSpecification<TMessage> step);
+    internal IRouteConfigurator<TMessage> AddStep(IRouteStepSpecification<TMessage> step);
 
     /// <summary>
     /// Ends this message type's steps with <paramref name="bridge"/>, which turns each message into a
     /// <typeparamref name="TNext"/> and hands it to the steps configured on the returned configurator.
     /// </summary>
-    IRouteConfigurator<TNext> ContinueWith<TNext>(IRouteBridgeSpecification<TMessage, TNext> bridge)
+    internal IRouteConfigurator<TNext> ContinueWith<TNext>(IRouteBridgeSpecification<TMessage, TNext> bridge)
         where TNext : class;
 }
 
 /// <summary>A step that carries the message over to another type (a translator, a normalizer).</summary>
-public interface IRouteBridgeSpecification<TMessage, TNext>
+internal interface IRouteBridgeSpecification<TMessage, TNext>
     where TMessage : class
     where TNext : class
 {
@@ -43,7 +44,7 @@ public interface IRouteBridgeSpecification<TMessage, TNext>
 }
 
 /// <summary>Builds one segment of a route (the steps of one message type) and whatever follows it.</summary>
-interface IRouteSegment
+internal interface IRouteSegment
 {
     int Count { get; }
     bool EndsTerminal { get; }

@@ -3,24 +3,32 @@ using System.Collections.Concurrent;
 namespace Integration.Patterns.Routing;
 
 /// <summary>An on/off switch of a running route (a detour, a wire tap), flipped by the control bus.</summary>
-public sealed class RouteSwitch(string route, string name, string kind, bool enabled)
+public sealed class RouteSwitch
 {
-    volatile bool _enabled = enabled;
+    volatile bool _enabled;
+
+    internal RouteSwitch(string route, string name, string kind, bool enabled)
+    {
+        Route = route;
+        Name = name;
+        Kind = kind;
+        _enabled = enabled;
+    }
 
     /// <summary>Route it belongs to.</summary>
-    public string Route { get; } = route;
+    public string Route { get; }
 
     /// <summary>Switch name within the route.</summary>
-    public string Name { get; } = name;
+    public string Name { get; }
 
     /// <summary><c>Detour</c> or <c>WireTap</c>.</summary>
-    public string Kind { get; } = kind;
+    public string Kind { get; }
 
-    /// <summary>Current state.</summary>
+    /// <summary>Current state; changed through <see cref="RouteControl.SetSwitch"/>.</summary>
     public bool Enabled
     {
         get => _enabled;
-        set => _enabled = value;
+        internal set => _enabled = value;
     }
 }
 
@@ -102,7 +110,7 @@ public sealed class RouteControl
     internal void AddRoutingTable(IReplaceableRoutingTable table) => _tables[(table.Route, table.Name)] = table;
 
     /// <summary>Registers background work of a step (started with the bus, stopped before it); call from <c>Build</c>.</summary>
-    public void AddWorker(IRouteWorker worker)
+    internal void AddWorker(IRouteWorker worker)
     {
         ArgumentNullException.ThrowIfNull(worker);
         _workers.Enqueue(worker);
@@ -111,6 +119,9 @@ public sealed class RouteControl
     internal IReadOnlyList<IRouteWorker> Workers => _workers.ToList();
 
     internal void AddRoute(RouteDescription description) => _routes[description.Name] = description;
+
+    /// <summary>Set by <c>ConfigureIntegrationRoutes</c>; a bus whose routes were declared but not configured does not start.</summary>
+    internal bool IsConfigured { get; set; }
 }
 
 /// <summary>A route as configured: for listing on the control bus and drawing on the dashboard.</summary>

@@ -1,4 +1,5 @@
 using MassTransit;
+using MassTransit.Serialization;
 
 namespace Integration.Patterns.Routing;
 
@@ -11,20 +12,30 @@ public sealed class RouteEndpointOptions
     int? _tripThreshold;
     TimeSpan _resetInterval;
 
-    /// <summary>Channel adapter for non-.NET producers: accept plain JSON bodies (no MassTransit envelope) and send plain JSON on.</summary>
+    /// <summary>
+    /// Channel adapter for non-.NET producers: accept plain JSON bodies (no MassTransit envelope) and send plain JSON on.
+    /// A message the route passes on unchanged (routed, filtered, tapped, sent to its recipients) goes on exactly as it
+    /// arrived: same bytes, content type, content encoding and headers (plus the route's own headers, such as the message
+    /// history); a message a translator (or any step) replaced is serialized as plain JSON.
+    /// </summary>
     public bool RawJson { get; set; }
+
+    /// <summary>The serializer of <see cref="RawJson"/> endpoints.</summary>
+    internal static IMessageSerializer RawJsonSerializer { get; } = new SystemTextJsonRawMessageSerializer(RawSerializerOptions.AnyMessageType | RawSerializerOptions.AddTransportHeaders);
 
     /// <summary>
     /// Channel adapter for non-.NET producers: accept plain XML bodies (content type <c>application/xml</c> or
     /// <c>text/xml</c>, no MassTransit envelope), read into the route's message type (elements and attributes matched
     /// to properties case-insensitively, numbers and booleans read from text). Malformed XML goes to <c>&lt;queue&gt;_error</c>
     /// with the parser's reason. Combine with <see cref="RawJson"/> to accept both; XML is the default for bodies without a content type unless RawJson is set.
+    /// A message the route passes on unchanged goes on as it arrived (the XML body, its content type and headers).
     /// </summary>
     public bool RawXml { get; set; }
 
     /// <summary>
     /// For a normalizer: accept any body (JSON, XML, CSV, text; with or without a content type) as a
     /// <see cref="Normalization.RawDocument"/> carrying its content type and text. The route must be <c>From&lt;RawDocument&gt;</c>.
+    /// A document the route passes on without normalizing it goes on as it arrived.
     /// </summary>
     public bool RawDocuments { get; set; }
 

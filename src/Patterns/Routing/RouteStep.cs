@@ -9,7 +9,7 @@ namespace Integration.Patterns.Routing;
 /// starts, then built once into an immutable filter. Patterns add steps to a route through
 /// <see cref="IRouteConfigurator{TMessage}.AddStep"/>, usually from an extension method in their own folder.
 /// </summary>
-public interface IRouteStepSpecification<TMessage>
+internal interface IRouteStepSpecification<TMessage>
     where TMessage : class
 {
     /// <summary>The pattern, e.g. <c>WireTap</c>; shown in validation errors, history and probes.</summary>
@@ -33,10 +33,14 @@ public interface IRouteStepSpecification<TMessage>
 /// <param name="Index">1-based position in the route.</param>
 /// <param name="Control">Runtime switches and routing tables, shared with the control bus.</param>
 /// <param name="Services">The bus's services, for steps that send outside the consumed message (see <see cref="RouteSender.SendIsolatedAsync{T}"/>).</param>
-public sealed record RouteStepContext(string Route, int Index, RouteControl Control, IServiceProvider Services)
+internal sealed record RouteStepContext(string Route, int Index, RouteControl Control, IServiceProvider Services)
 {
     /// <summary>The route's error queue, where per-step failures that must not fail the message are parked.</summary>
     public string ErrorQueue => Route + "_error";
+
+    /// <summary>The <c>Integration.Patterns</c> instruments of this service provider.</summary>
+    internal PatternMetrics Metrics => (PatternMetrics?)Services.GetService(typeof(PatternMetrics))
+                                       ?? throw new InvalidOperationException("The pattern metrics are not registered; declare routes with AddIntegrationRoutes");
 }
 
 /// <summary>Wraps every step: appends to the message history, opens a trace span, and probes as the step.</summary>

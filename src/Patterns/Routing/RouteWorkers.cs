@@ -7,7 +7,7 @@ namespace Integration.Patterns.Routing;
 /// after the bus has started, so it can send; stopped before the bus stops. Registered while the step is built
 /// (<see cref="RouteControl.AddWorker"/>).
 /// </summary>
-public interface IRouteWorker
+internal interface IRouteWorker
 {
     /// <summary>Name for logs, e.g. <c>orders/aggregate:batches timeouts</c>.</summary>
     string Name { get; }

@@ -17,7 +17,7 @@ public sealed record DetourArguments
 /// The detour point of an itinerary: when the detour's switch is on, revises the slip's itinerary to visit the detour's
 /// activities first and then the rest; otherwise completes and the slip goes on. Nothing to compensate.
 /// </summary>
-public sealed class DetourActivity(ItineraryCatalog catalog, RouteControl control) : IExecuteActivity<DetourArguments>
+internal sealed class DetourActivity(ItineraryCatalog catalog, RouteControl control) : IExecuteActivity<DetourArguments>
 {
     /// <inheritdoc />
     public Task<ExecutionResult> Execute(ExecuteContext<DetourArguments> context)

@@ -5,17 +5,17 @@ namespace Integration.Patterns.RoutingSlips;
 
 /// <summary>
 /// The itineraries declared with <see cref="RoutingSlipRegistrationExtensions.AddIntegrationItineraries"/>. Declaring a
-/// step registers its activity with MassTransit (once per activity type, on queues named by the kebab-case formatter),
-/// so <c>cfg.ConfigureEndpoints(context)</c> creates its execute and compensate endpoints.
+/// step registers its activity with MassTransit (once per activity type, on queues named by the kebab-case formatter);
+/// <c>ConfigureIntegrationRoutes</c> creates its execute and compensate endpoints (<c>cfg.ConfigureEndpoints(context)</c> leaves them out).
 /// </summary>
-public sealed class ItineraryCatalog : IItinerariesBuilder
+internal sealed class ItineraryCatalog : IItinerariesBuilder
 {
     /// <summary>Queue of the built-in activity that revises itineraries for detours.</summary>
     public const string DetourQueue = "integration-itinerary-detour_execute";
 
     readonly IBusRegistrationConfigurator _bus;
     readonly List<ItineraryDefinition> _itineraries = [];
-    readonly HashSet<Type> _registered = [];
+    readonly Dictionary<Type, (string Execute, string? Compensate)> _registered = [];
 
     internal ItineraryCatalog(IBusRegistrationConfigurator bus) => _bus = bus;
 
@@ -52,9 +52,16 @@ public sealed class ItineraryCatalog : IItinerariesBuilder
         return failures;
     }
 
-    void RegisterOnce(Type activity, Action register)
+    /// <summary>
+    /// Every activity the itineraries registered with MassTransit (the detour activity included) and the queues of its
+    /// endpoints, which <c>ConfigureIntegrationRoutes</c> creates (the activities are excluded from <c>ConfigureEndpoints</c>).
+    /// </summary>
+    internal IEnumerable<(Type Activity, string Execute, string? Compensate)> ActivityEndpoints =>
+        _registered.Select(r => (r.Key, r.Value.Execute, r.Value.Compensate));
+
+    void RegisterOnce(Type activity, string execute, string? compensate, Action register)
     {
-        if (_registered.Add(activity))
+        if (_registered.TryAdd(activity, (execute, compensate)))
             register();
     }
 
@@ -72,8 +79,7 @@ public sealed class ItineraryCatalog : IItinerariesBuilder
             var formatter = KebabCaseEndpointNameFormatter.Instance;
             var execute = formatter.ExecuteActivity<TActivity, TArguments>();
             var compensate = formatter.CompensateActivity<TActivity, TLog>();
-            catalog.RegisterOnce(typeof(TActivity), () => catalog._bus.AddActivity<TActivity, TArguments, TLog>()
-                .Endpoints(e => e.Name = execute, c => c.Name = compensate));
+            catalog.RegisterOnce(typeof(TActivity), execute, compensate, () => catalog._bus.AddActivity<TActivity, TArguments, TLog>().ExcludeFromConfigureEndpoints());
             Steps.Add(new ActivityStep(StepName(typeof(TActivity)), typeof(TActivity), typeof(TArguments), typeof(TLog), execute, compensate, arguments));
             return this;
         }
@@ -83,7 +89,7 @@ public sealed class ItineraryCatalog : IItinerariesBuilder
             where TArguments : class
         {
             var execute = KebabCaseEndpointNameFormatter.Instance.ExecuteActivity<TActivity, TArguments>();
-            catalog.RegisterOnce(typeof(TActivity), () => catalog._bus.AddExecuteActivity<TActivity, TArguments>().Endpoint(e => e.Name = execute));
+            catalog.RegisterOnce(typeof(TActivity), execute, null, () => catalog._bus.AddExecuteActivity<TActivity, TArguments>().ExcludeFromConfigureEndpoints());
             Steps.Add(new ActivityStep(StepName(typeof(TActivity)), typeof(TActivity), typeof(TArguments), null, execute, null, arguments));
             return this;
         }
@@ -93,7 +99,7 @@ public sealed class ItineraryCatalog : IItinerariesBuilder
             ArgumentNullException.ThrowIfNull(steps);
             var detour = new Configurator(catalog, Itinerary);
             steps(detour);
-            catalog.RegisterOnce(typeof(DetourActivity), () => catalog._bus.AddExecuteActivity<DetourActivity, DetourArguments>().Endpoint(e => e.Name = DetourQueue));
+            catalog.RegisterOnce(typeof(DetourActivity), DetourQueue, null, () => catalog._bus.AddExecuteActivity<DetourActivity, DetourArguments>().ExcludeFromConfigureEndpoints());
             Steps.Add(new DetourStep(name, detour.Steps, enabled));
             if (detour.WireTaps.Count > 0)
                 WireTaps.AddRange(detour.WireTaps);

@@ -11,7 +11,8 @@ public static class RoutingSlipRegistrationExtensions
     /// <summary>
     /// Declares itineraries and registers their activities; validated right here, so a wrong itinerary stops the host
     /// from starting (<see cref="RouteConfigurationException"/> lists every mistake, naming the itinerary and step).
-    /// Create the activities' endpoints with <c>cfg.ConfigureEndpoints(context)</c>; start slips with <see cref="IItineraries"/>.
+    /// The activities' endpoints are created by <see cref="RoutingExtensions.ConfigureIntegrationRoutes"/> (a bus started
+    /// without that call fails, naming it); start slips with <see cref="IItineraries"/>.
     /// </summary>
     public static IBusRegistrationConfigurator AddIntegrationItineraries(this IBusRegistrationConfigurator bus, Action<IItinerariesBuilder> itineraries)
     {
@@ -29,7 +30,7 @@ public static class RoutingSlipRegistrationExtensions
         if (failures.Count > 0)
             throw new RouteConfigurationException(failures);
 
-        bus.TryAddSingleton<RouteControl>();
+        RoutingExtensions.AddRouteServices(bus);
         bus.TryAddSingleton<IItineraries, Itineraries>();
         return bus;
     }

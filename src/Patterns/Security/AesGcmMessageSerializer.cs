@@ -8,22 +8,32 @@ using MassTransit.Serialization;
 namespace Integration.Patterns.Security;
 
 /// <summary>
+/// What encrypted messages look like on the wire (<see cref="EncryptionConfigurationExtensions.UseAesGcmEncryption(IBusFactoryConfigurator, EncryptionKeyRing)"/>),
+/// for consumers and tools outside .NET.
+/// </summary>
+public static class MessageEncryption
+{
+    /// <summary>Content type of encrypted messages.</summary>
+    public const string ContentType = "application/vnd.integration.aesgcm+json";
+
+    /// <summary>Transport header naming the key a message was encrypted with.</summary>
+    public const string KeyIdHeader = "Integration-Encryption-Key-Id";
+}
+
+/// <summary>
 /// Message-level encryption: the whole MassTransit JSON envelope (message, headers, addresses) is sealed with AES-GCM.
 /// Body on the wire: <c>nonce (12 bytes) | tag (16 bytes) | ciphertext</c>; the key id travels in the
 /// <see cref="KeyIdHeader"/> transport header and is authenticated as associated data, so a message cannot be replayed
 /// under another key id. A message that cannot be decrypted (no key id, unknown key, tampered body) fails
 /// deserialization and MassTransit moves it to the endpoint's <c>_error</c> queue with the reason in its fault headers.
 /// </summary>
-public sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDeserializer
+internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDeserializer
 {
     /// <summary>Content type of encrypted messages.</summary>
-    public const string ContentTypeValue = "application/vnd.integration.aesgcm+json";
+    public const string ContentTypeValue = MessageEncryption.ContentType;
 
     /// <summary>Transport header naming the key a message was encrypted with.</summary>
-    public const string KeyIdHeader = "Integration-Encryption-Key-Id";
-
-    /// <summary>The content type as a <see cref="System.Net.Mime.ContentType"/>.</summary>
-    public static readonly ContentType EncryptedContentType = new(ContentTypeValue);
+    public const string KeyIdHeader = MessageEncryption.KeyIdHeader;
 
     const int NonceSize = 12;
     const int TagSize = 16;
@@ -39,7 +49,7 @@ public sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDeseri
     }
 
     /// <inheritdoc cref="IMessageSerializer.ContentType" />
-    public ContentType ContentType => EncryptedContentType;
+    public ContentType ContentType { get; } = new(ContentTypeValue);
 
     /// <inheritdoc />
     public MessageBody GetMessageBody<T>(SendContext<T> context)
@@ -48,7 +58,7 @@ public sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDeseri
         ArgumentNullException.ThrowIfNull(context);
         context.Headers.Set(KeyIdHeader, _keys.CurrentKeyId);
         var plain = _json.GetMessageBody(context).GetBytes();
-        context.ContentType = EncryptedContentType;
+        context.ContentType = new ContentType(ContentTypeValue);
         return new BytesMessageBody(Seal(plain, _keys.CurrentKeyId, _keys.CurrentKey));
     }
 
@@ -121,12 +131,12 @@ public sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDeseri
 }
 
 /// <summary>Registers <see cref="AesGcmMessageSerializer"/> with MassTransit's serialization.</summary>
-public sealed class AesGcmSerializerFactory(EncryptionKeyRing keys) : ISerializerFactory
+internal sealed class AesGcmSerializerFactory(EncryptionKeyRing keys) : ISerializerFactory
 {
     readonly AesGcmMessageSerializer _serializer = new(keys);
 
     /// <inheritdoc />
-    public ContentType ContentType => AesGcmMessageSerializer.EncryptedContentType;
+    public ContentType ContentType => _serializer.ContentType;
 
     /// <inheritdoc />
     public IMessageSerializer CreateSerializer() => _serializer;

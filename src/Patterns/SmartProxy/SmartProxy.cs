@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Integration.Patterns.SmartProxy;
 
@@ -73,18 +75,97 @@ public sealed class SmartProxyCircuitOpenException(string proxy, DateTimeOffset 
 }
 
 /// <summary>
+/// Every smart proxy of a service provider, by name: a DI singleton (<see cref="SmartProxyRegistration.AddIntegrationSmartProxies"/>)
+/// that creates the proxies, lists them for the control bus and the dashboard, and owns their
+/// <c>Integration.Patterns.SmartProxy</c> meter (from the host's <see cref="IMeterFactory"/>; a container without one gets
+/// a meter owned by the registry): <c>integration.smart_proxy.calls</c>, <c>integration.smart_proxy.duration</c>,
+/// <c>integration.smart_proxy.pending</c> and <c>integration.circuit_breaker.state</c>.
+/// </summary>
+public sealed class SmartProxyRegistry : IDisposable
+{
+    /// <summary>Name of the smart proxies' meter.</summary>
+    public const string MeterName = "Integration.Patterns.SmartProxy";
+
+    readonly IBus _bus;
+    readonly Meter _meter;
+    readonly bool _ownsMeter;
+    readonly ConcurrentDictionary<string, SmartProxy> _proxies = new(StringComparer.Ordinal);
+
+    /// <summary>A registry creating proxies on <paramref name="bus"/>; resolved from DI, where <paramref name="meterFactory"/> is the host's.</summary>
+    public SmartProxyRegistry(IBus bus, IMeterFactory? meterFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(bus);
+        _bus = bus;
+        _ownsMeter = meterFactory is null;
+        _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
+        Calls = _meter.CreateCounter<long>("integration.smart_proxy.calls", "{call}", "Calls by proxy and outcome (ok, fault, timeout, rejected)");
+        Duration = _meter.CreateHistogram<double>("integration.smart_proxy.duration", "ms", "Call duration, retries included");
+        _meter.CreateObservableGauge("integration.smart_proxy.pending", () => _proxies.Values.Select(p =>
+            new Measurement<int>(p.PendingCount, new KeyValuePair<string, object?>("proxy", p.Name))), "{request}", "Requests waiting for their reply");
+        _meter.CreateObservableGauge("integration.circuit_breaker.state", () => _proxies.Values.Select(p =>
+            new Measurement<int>((int)p.State, new KeyValuePair<string, object?>("proxy", p.Name))), null, "Circuit state: 0 closed, 1 half-open, 2 open");
+    }
+
+    internal Counter<long> Calls { get; }
+
+    internal Histogram<double> Duration { get; }
+
+    /// <summary>Every live proxy, by name.</summary>
+    public IReadOnlyList<SmartProxy> All => _proxies.Values.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>The proxy named <paramref name="name"/>, or null.</summary>
+    public SmartProxy? Find(string name) => _proxies.TryGetValue(name ?? "", out var proxy) ? proxy : null;
+
+    /// <summary>
+    /// Creates a proxy to the service consuming <paramref name="destination"/> (e.g. <c>queue:stock-levels</c>) and lists it
+    /// under its name (<see cref="SmartProxyOptions.Name"/>, default: the queue) until it is disposed. Create one per
+    /// service and keep it; <paramref name="time"/> is the circuit breaker's clock (default: the system's).
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are invalid (each mistake named), or a live proxy has that name.</exception>
+    public SmartProxy Create(Uri destination, SmartProxyOptions options, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = options.Validate().ToList();
+        if (failures.Count > 0)
+            throw new ArgumentException(string.Join("; ", failures), nameof(options));
+        var name = string.IsNullOrWhiteSpace(options.Name) ? destination.AbsolutePath.Trim('/').Split('/')[^1] : options.Name;
+        var proxy = new SmartProxy(this, _bus, name, destination, options, time ?? TimeProvider.System);
+        if (!_proxies.TryAdd(name, proxy))
+            throw new ArgumentException($"SmartProxy '{name}': a live smart proxy already has this name; give each one its own Name", nameof(options));
+        return proxy;
+    }
+
+    internal void Remove(SmartProxy proxy) => ((ICollection<KeyValuePair<string, SmartProxy>>)_proxies).Remove(new KeyValuePair<string, SmartProxy>(proxy.Name, proxy));
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_ownsMeter)
+            _meter.Dispose();
+    }
+}
+
+/// <summary>Registers the <see cref="SmartProxyRegistry"/>.</summary>
+public static class SmartProxyRegistration
+{
+    /// <summary>Registers <see cref="SmartProxyRegistry"/> as a singleton (once); create proxies with <see cref="SmartProxyRegistry.Create"/>.</summary>
+    public static IServiceCollection AddIntegrationSmartProxies(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddSingleton(sp => new SmartProxyRegistry(sp.GetRequiredService<IBus>(), sp.GetService<IMeterFactory>()));
+        return services;
+    }
+}
+
+/// <summary>
 /// Smart proxy (EIP): request/reply through the bus to one service queue, with the reply correlated to its request (by
 /// request id, through MassTransit's request client), a timeout per attempt, retries, a circuit breaker, and a list of
-/// the requests it is waiting on. Thread-safe; create one per service and keep it (it registers itself for the
-/// <c>integration.smart_proxy.*</c> metrics and <see cref="All"/> until disposed).
+/// the requests it is waiting on. Thread-safe; created by <see cref="SmartProxyRegistry.Create"/>, listed there until disposed.
 /// </summary>
 public sealed class SmartProxy : IDisposable
 {
-    static readonly Meter Meter = new("Integration.Patterns.SmartProxy");
-    static readonly ConcurrentDictionary<SmartProxy, byte> Live = new();
-    static readonly Counter<long> Calls = Meter.CreateCounter<long>("integration.smart_proxy.calls", "{call}", "Calls by proxy and outcome (ok, fault, timeout, rejected)");
-    static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("integration.smart_proxy.duration", "ms", "Call duration, retries included");
-
+    readonly SmartProxyRegistry _registry;
     readonly IBus _bus;
     readonly Uri _destination;
     readonly SmartProxyOptions _options;
@@ -95,33 +176,15 @@ public sealed class SmartProxy : IDisposable
     DateTimeOffset _openUntil;
     bool _trialRunning;
 
-    static SmartProxy()
+    internal SmartProxy(SmartProxyRegistry registry, IBus bus, string name, Uri destination, SmartProxyOptions options, TimeProvider time)
     {
-        Meter.CreateObservableGauge("integration.smart_proxy.pending", () => Live.Keys.Select(p =>
-            new Measurement<int>(p._pending.Count, new KeyValuePair<string, object?>("proxy", p.Name))), "{request}", "Requests waiting for their reply");
-        Meter.CreateObservableGauge("integration.circuit_breaker.state", () => Live.Keys.Select(p =>
-            new Measurement<int>((int)p.State, new KeyValuePair<string, object?>("proxy", p.Name))), null, "Circuit state: 0 closed, 1 half-open, 2 open");
-    }
-
-    /// <summary>A proxy to the service consuming <paramref name="destination"/> (e.g. <c>queue:stock-levels</c>).</summary>
-    public SmartProxy(IBus bus, Uri destination, SmartProxyOptions options, TimeProvider? time = null)
-    {
-        ArgumentNullException.ThrowIfNull(bus);
-        ArgumentNullException.ThrowIfNull(destination);
-        ArgumentNullException.ThrowIfNull(options);
-        var failures = options.Validate().ToList();
-        if (failures.Count > 0)
-            throw new ArgumentException(string.Join("; ", failures), nameof(options));
+        _registry = registry;
         _bus = bus;
         _destination = destination;
         _options = options;
-        _time = time ?? TimeProvider.System;
-        Name = string.IsNullOrWhiteSpace(options.Name) ? destination.AbsolutePath.Trim('/').Split('/')[^1] : options.Name;
-        Live.TryAdd(this, 0);
+        _time = time;
+        Name = name;
     }
-
-    /// <summary>Every live proxy, for the control bus and the dashboard.</summary>
-    public static IReadOnlyList<SmartProxy> All => Live.Keys.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
 
     /// <summary>Name in metrics and listings.</summary>
     public string Name { get; }
@@ -131,6 +194,8 @@ public sealed class SmartProxy : IDisposable
 
     /// <summary>Requests waiting for their reply, oldest first.</summary>
     public IReadOnlyList<PendingRequest> Pending => _pending.Values.OrderBy(p => p.StartedAt).ToList();
+
+    internal int PendingCount => _pending.Count;
 
     /// <summary>The circuit's state now.</summary>
     public CircuitState State
@@ -208,7 +273,7 @@ public sealed class SmartProxy : IDisposable
                 return;
             if (_time.GetUtcNow() < _openUntil || _trialRunning)
             {
-                Calls.Add(1, new KeyValuePair<string, object?>("proxy", Name), new KeyValuePair<string, object?>("outcome", "rejected"));
+                _registry.Calls.Add(1, new KeyValuePair<string, object?>("proxy", Name), new KeyValuePair<string, object?>("outcome", "rejected"));
                 throw new SmartProxyCircuitOpenException(Name, _openUntil);
             }
 
@@ -249,8 +314,8 @@ public sealed class SmartProxy : IDisposable
     void Record(long started, string outcome)
     {
         var proxy = new KeyValuePair<string, object?>("proxy", Name);
-        Calls.Add(1, proxy, new KeyValuePair<string, object?>("outcome", outcome));
-        Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, proxy);
+        _registry.Calls.Add(1, proxy, new KeyValuePair<string, object?>("outcome", outcome));
+        _registry.Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, proxy);
     }
 
     /// <summary>Closes the circuit by hand (the control bus's reset).</summary>
@@ -263,6 +328,6 @@ public sealed class SmartProxy : IDisposable
         }
     }
 
-    /// <inheritdoc />
-    public void Dispose() => Live.TryRemove(this, out _);
+    /// <summary>Removes the proxy from its registry (and from the metrics).</summary>
+    public void Dispose() => _registry.Remove(this);
 }

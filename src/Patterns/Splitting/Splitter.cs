@@ -90,7 +90,7 @@ public static class SplitterExtensions
 }
 
 /// <summary>Specification of a splitter.</summary>
-public sealed class SplitterSpecification<T, TPart>(Func<T, IEnumerable<TPart>>? split, string name) : IRouteBridgeSpecification<T, TPart>
+internal sealed class SplitterSpecification<T, TPart>(Func<T, IEnumerable<TPart>>? split, string name) : IRouteBridgeSpecification<T, TPart>
     where T : class
     where TPart : class
 {
@@ -113,13 +113,13 @@ public sealed class SplitterSpecification<T, TPart>(Func<T, IEnumerable<TPart>>?
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context, IPipe<ConsumeContext<TPart>> next)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new SplitterFilter<T, TPart>(context.Route, split!, next, context.Services);
+        return new SplitterFilter<T, TPart>(context.Route, split!, next, context.Services, context.Metrics);
     }
 }
 
 /// <summary>Runs the following steps once per part, each with its sequence position and its own copy of the history.</summary>
-public sealed partial class SplitterFilter<T, TPart>(string route, Func<T, IEnumerable<TPart>> split, IPipe<ConsumeContext<TPart>> downstream, IServiceProvider services)
-    : IFilter<ConsumeContext<T>>
+internal sealed partial class SplitterFilter<T, TPart>(string route, Func<T, IEnumerable<TPart>> split, IPipe<ConsumeContext<TPart>> downstream, IServiceProvider services,
+    PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
     where TPart : class
 {
@@ -132,7 +132,7 @@ public sealed partial class SplitterFilter<T, TPart>(string route, Func<T, IEnum
             throw new InvalidOperationException($"Route '{route}': the split function returned a null part");
         if (parts.Count == 0)
         {
-            PatternDiagnostics.Discarded.Add(1, new KeyValuePair<string, object?>("route", route));
+            metrics.Discarded(route);
             LogEmpty(services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.Splitter") ?? NullLogger.Instance, route, context.MessageId);
             return;
         }

@@ -21,7 +21,7 @@ public static class TranslatorExtensions
 }
 
 /// <summary>Specification of a translation.</summary>
-public sealed class TranslatorSpecification<TIn, TOut>(Func<TIn, TOut>? translate, string name) : IRouteBridgeSpecification<TIn, TOut>
+internal sealed class TranslatorSpecification<TIn, TOut>(Func<TIn, TOut>? translate, string name) : IRouteBridgeSpecification<TIn, TOut>
     where TIn : class
     where TOut : class
 {
@@ -44,7 +44,7 @@ public sealed class TranslatorSpecification<TIn, TOut>(Func<TIn, TOut>? translat
 }
 
 /// <summary>Converts and continues with a consume context of the new type (same headers, ids and payloads).</summary>
-public sealed class TranslatorFilter<TIn, TOut>(Func<TIn, TOut> translate, IPipe<ConsumeContext<TOut>> downstream) : IFilter<ConsumeContext<TIn>>
+internal sealed class TranslatorFilter<TIn, TOut>(Func<TIn, TOut> translate, IPipe<ConsumeContext<TOut>> downstream) : IFilter<ConsumeContext<TIn>>
     where TIn : class
     where TOut : class
 {

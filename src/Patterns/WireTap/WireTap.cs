@@ -10,7 +10,8 @@ namespace Integration.Patterns.WireTap;
 public static class WireTapExtensions
 {
     /// <summary>
-    /// Sends a copy of each message to <paramref name="destination"/>. The copy is sent while the message goes on; a
+    /// Sends a copy of each message to <paramref name="destination"/>, with the message history up to the tap. The copy is
+    /// sent while the message goes on; a
     /// failing or slow tap never fails or holds up the message (failures are logged and counted, and the wait for the
     /// copy is bounded by <paramref name="timeout"/>, default 5 s). Switchable at run time under
     /// <c>wiretap:{destination}</c> through <see cref="RouteControl"/>.
@@ -24,7 +25,7 @@ public static class WireTapExtensions
 }
 
 /// <summary>Specification of a wire tap.</summary>
-public sealed class WireTapSpecification<T>(string destination, bool enabled, TimeSpan timeout) : IRouteStepSpecification<T>
+internal sealed class WireTapSpecification<T>(string destination, bool enabled, TimeSpan timeout) : IRouteStepSpecification<T>
     where T : class
 {
     /// <inheritdoc />
@@ -49,12 +50,13 @@ public sealed class WireTapSpecification<T>(string destination, bool enabled, Ti
     public IFilter<ConsumeContext<T>> Build(RouteStepContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled), context.Services);
+        return new WireTapFilter<T>(context.Route, destination, timeout, context.Control.AddSwitch(context.Route, Name, Kind, enabled), context.Services, context.Metrics);
     }
 }
 
 /// <summary>Sends the copy concurrently with the rest of the route; waits for it at most <c>timeout</c> afterwards, swallowing its failure.</summary>
-public sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled, IServiceProvider services) : IFilter<ConsumeContext<T>>
+internal sealed partial class WireTapFilter<T>(string route, string destination, TimeSpan timeout, RouteSwitch enabled, IServiceProvider services,
+    PatternMetrics metrics) : IFilter<ConsumeContext<T>>
     where T : class
 {
     /// <inheritdoc />
@@ -68,21 +70,22 @@ public sealed partial class WireTapFilter<T>(string route, string destination, T
             return;
         }
 
-        var tap = Tap(context);
+        // The copy carries the history and envelope as they are at the tap, not what the steps after it add while it is sent.
+        var tap = Tap(context, RouteSendState.Capture(context));
         await next.Send(context).ConfigureAwait(false);
         await Task.WhenAny(tap, Task.Delay(timeout)).ConfigureAwait(false);
     }
 
-    async Task Tap(ConsumeContext<T> context)
+    async Task Tap(ConsumeContext<T> context, RouteSendState state)
     {
         try
         {
             await Task.Yield();
-            await RouteSender.SendIsolatedAsync(services, context, destination, context.Message).ConfigureAwait(false);
+            await RouteSender.SendIsolatedAsync(services, context, destination, context.Message, state).ConfigureAwait(false);
         }
         catch (Exception exception)
         {
-            PatternDiagnostics.TapFailures.Add(1, new("route", route), new("destination", destination));
+            metrics.TapFailed(route, destination);
             var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.WireTap") ?? NullLogger.Instance;
             LogTapFailed(logger, exception, route, destination);
         }

@@ -34,6 +34,7 @@ public sealed class SmartProxy_Specs
         _mode = Mode.Reply;
         _received = 0;
         _provider = new ServiceCollection()
+            .AddIntegrationSmartProxies()
             .AddMassTransitTestHarness(x => x.UsingInMemory((context, cfg) => cfg.ReceiveEndpoint("prices", e => e.Handler<PriceQuery>(async c =>
             {
                 Interlocked.Increment(ref _received);
@@ -53,7 +54,9 @@ public sealed class SmartProxy_Specs
     [TearDown]
     public async Task Stop() => await _provider.DisposeAsync();
 
-    Patterns.SmartProxy.SmartProxy Proxy(int retries = 1, int threshold = 2, int timeoutMs = 3000) => new(_provider.GetRequiredService<IBus>(), new Uri("queue:prices"), new SmartProxyOptions
+    SmartProxyRegistry Registry => _provider.GetRequiredService<SmartProxyRegistry>();
+
+    Patterns.SmartProxy.SmartProxy Proxy(int retries = 1, int threshold = 2, int timeoutMs = 3000) => Registry.Create(new Uri("queue:prices"), new SmartProxyOptions
     {
         Name = $"prices-{Guid.NewGuid():N}",
         Timeout = TimeSpan.FromMilliseconds(timeoutMs),
@@ -154,11 +157,39 @@ public sealed class SmartProxy_Specs
     [Test]
     public void When_options_are_invalid_should_refuse_to_create_the_proxy_naming_the_setting()
     {
-        var bus = _provider.GetRequiredService<IBus>();
-
-        var error = Assert.Throws<ArgumentException>(() => _ = new Patterns.SmartProxy.SmartProxy(bus, new Uri("queue:prices"),
+        var error = Assert.Throws<ArgumentException>(() => _ = Registry.Create(new Uri("queue:prices"),
             new SmartProxyOptions { Name = "prices", Timeout = TimeSpan.Zero, FailureThreshold = 0 }));
 
         Assert.That(error!.Message, Does.Contain("SmartProxy 'prices': Timeout must be positive").And.Contain("FailureThreshold must be at least 1"));
+        Assert.That(Registry.All, Is.Empty, "a refused proxy is not listed");
+    }
+
+    [Test]
+    public void When_proxies_are_created_should_list_them_by_name_until_disposed_and_refuse_a_second_of_the_same_name()
+    {
+        var stock = Registry.Create(new Uri("queue:stock-levels"), new SmartProxyOptions());
+        using var prices = Registry.Create(new Uri("queue:prices"), new SmartProxyOptions { Name = "price-service" });
+
+        Assert.That(Registry.All.Select(p => p.Name), Is.EqualTo(new[] { "price-service", "stock-levels" }), "named by the queue unless Name is set");
+        Assert.That(Registry.Find("price-service"), Is.SameAs(prices));
+        var duplicate = Assert.Throws<ArgumentException>(() => Registry.Create(new Uri("queue:other"), new SmartProxyOptions { Name = "stock-levels" }));
+        Assert.That(duplicate!.Message, Does.Contain("SmartProxy 'stock-levels': a live smart proxy already has this name"));
+
+        stock.Dispose();
+
+        Assert.That(Registry.All.Select(p => p.Name), Is.EqualTo(new[] { "price-service" }));
+        Assert.That(Registry.Find("stock-levels"), Is.Null);
+    }
+
+    [Test]
+    public async Task When_two_service_providers_have_proxies_should_list_each_in_its_own_registry()
+    {
+        await using var other = new ServiceCollection().AddIntegrationSmartProxies().AddMassTransit(x => x.UsingInMemory()).BuildServiceProvider();
+        using var mine = Proxy();
+
+        using var theirs = other.GetRequiredService<SmartProxyRegistry>().Create(new Uri("queue:theirs"), new SmartProxyOptions());
+
+        Assert.That(Registry.All, Is.EqualTo(new[] { mine }));
+        Assert.That(other.GetRequiredService<SmartProxyRegistry>().All, Is.EqualTo(new[] { theirs }));
     }
 }

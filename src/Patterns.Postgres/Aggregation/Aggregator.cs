@@ -3,14 +3,14 @@ using System.Text.Json;
 using Integration.Patterns.History;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Splitting;
-using Integration.Patterns.Storage;
+using Integration.Patterns.Postgres.Storage;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Integration.Patterns.Aggregation;
+namespace Integration.Patterns.Postgres.Aggregation;
 
 /// <summary>What completed an aggregation group; recorded on the result (<see cref="AggregatedGroup{T}.CompletedBy"/> and the <c>Integration-Aggregation-CompletedBy</c> header).</summary>
 public enum AggregationCompletion
@@ -85,7 +85,7 @@ public static class AggregatorExtensions
     /// Collects messages into groups by correlation key, in PostgreSQL (state survives restarts; several consumers add to
     /// a group one at a time under a row lock). When a group completes (size, timeout or predicate), <paramref name="aggregate"/>
     /// turns it into one message, sent to queue <paramref name="to"/> with the <c>Integration-Aggregation-*</c> headers.
-    /// The route ends here. Needs <c>AddIntegrationPatternStore&lt;TDbContext&gt;()</c>.
+    /// The route ends here. Needs <c>services.AddIntegrationPatternStore&lt;TDbContext&gt;()</c> and <c>modelBuilder.AddIntegrationPatterns()</c>.
     /// </summary>
     public static IRouteConfigurator<T> Aggregate<T, TOut>(this IRouteConfigurator<T> route, Action<IAggregatorConfigurator<T>> configure,
         Func<AggregatedGroup<T>, TOut> aggregate, string to, string? name = null)
@@ -101,7 +101,7 @@ public static class AggregatorExtensions
 }
 
 /// <summary>Specification of an aggregator.</summary>
-public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T>, IAggregatorConfigurator<T>
+internal sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T>, IAggregatorConfigurator<T>
     where T : class
     where TOut : class
 {
@@ -202,7 +202,7 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
         var store = PatternStore.Require(context, Kind);
         var aggregate = _aggregate!;
         var aggregator = new AggregatorCore<T, TOut>($"{context.Route}/{Name}", context.Route, Name, _to, g => [aggregate(g)], _key, _size, _sequenceSize, _timeout,
-            _predicate, store, context.Services);
+            _predicate, store, context.Services, context.Metrics);
         context.Control.AddWorker(new AggregationTimeoutWorker<T, TOut>(aggregator, _pollInterval, _retention));
         return new AggregatorFilter<T, TOut>(aggregator);
     }
@@ -213,9 +213,10 @@ public sealed class AggregatorSpecification<T, TOut> : IRouteStepSpecification<T
 /// The batch resequencer is the same machine with <paramref name="resequence"/> set: a completed group is released as its
 /// messages, one by one in sequence order, each with sequence headers of its position.
 /// </remarks>
-sealed partial class AggregatorCore<T, TOut>(
+internal sealed partial class AggregatorCore<T, TOut>(
     string aggregator, string route, string name, string to, Func<AggregatedGroup<T>, IReadOnlyList<TOut>> aggregate, Func<T, string>? key, int? size, bool sequenceSize,
-    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, Func<T, long>? sequenceOf = null, bool resequence = false)
+    TimeSpan? timeout, Func<IReadOnlyList<T>, bool>? predicate, PatternStore store, IServiceProvider services, PatternMetrics metrics, Func<T, long>? sequenceOf = null,
+    bool resequence = false)
     where T : class
     where TOut : class
 {
@@ -251,33 +252,33 @@ sealed partial class AggregatorCore<T, TOut>(
         var messageId = context.MessageId ?? NewId.NextGuid();
         var body = JsonSerializer.Serialize(context.Message, Json);
 
-        await store.InTransactionAsync(services, async db =>
+        await store.InTransactionAsync(services, async (db, tables) =>
         {
             var cancel = context.CancellationToken;
             if (timeout is { } t)
             {
-                await db.Database.ExecuteSqlInterpolatedAsync($"""
-                    INSERT INTO integration_aggregation_groups (aggregator, group_key, created_at, expires_at, message_count, next_sequence)
-                    VALUES ({aggregator}, {groupKey}, now(), now() + make_interval(secs => {t.TotalSeconds}), 0, 0) ON CONFLICT DO NOTHING
-                    """, cancel).ConfigureAwait(false);
+                await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                    INSERT INTO {{tables.Groups}} (aggregator, group_key, created_at, expires_at, message_count, next_sequence)
+                    VALUES ({0}, {1}, now(), now() + make_interval(secs => {2}), 0, 0) ON CONFLICT DO NOTHING
+                    """, aggregator, groupKey, t.TotalSeconds), cancel).ConfigureAwait(false);
             }
             else
             {
-                await db.Database.ExecuteSqlInterpolatedAsync($"""
-                    INSERT INTO integration_aggregation_groups (aggregator, group_key, created_at, message_count, next_sequence)
-                    VALUES ({aggregator}, {groupKey}, now(), 0, 0) ON CONFLICT DO NOTHING
-                    """, cancel).ConfigureAwait(false);
+                await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                    INSERT INTO {{tables.Groups}} (aggregator, group_key, created_at, message_count, next_sequence)
+                    VALUES ({0}, {1}, now(), 0, 0) ON CONFLICT DO NOTHING
+                    """, aggregator, groupKey), cancel).ConfigureAwait(false);
             }
 
             var group = (await db.Set<AggregationGroupState>()
-                .FromSqlInterpolated($"SELECT * FROM integration_aggregation_groups WHERE aggregator = {aggregator} AND group_key = {groupKey} FOR UPDATE")
+                .FromSql(PatternSql.Of($"SELECT * FROM {tables.Groups} WHERE aggregator = {{0}} AND group_key = {{1}} FOR UPDATE", aggregator, groupKey))
                 .AsNoTracking().ToListAsync(cancel).ConfigureAwait(false)).Single();
 
             long? position = sequenceOf is not null ? sequenceOf(context.Message) : sequence?.Index;
-            var added = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                INSERT INTO integration_aggregation_messages (aggregator, group_key, message_id, sequence, body, received_at)
-                VALUES ({aggregator}, {groupKey}, {messageId}, {position}, {body}, now()) ON CONFLICT DO NOTHING
-                """, cancel).ConfigureAwait(false);
+            var added = await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                INSERT INTO {{tables.Messages}} (aggregator, group_key, message_id, sequence, body, received_at)
+                VALUES ({0}, {1}, {2}, {3}, {4}, now()) ON CONFLICT DO NOTHING
+                """, aggregator, groupKey, messageId, position, body), cancel).ConfigureAwait(false);
             if (added == 0)
             {
                 LogDuplicate(Logger, route, name, messageId, groupKey);
@@ -291,10 +292,10 @@ sealed partial class AggregatorCore<T, TOut>(
             }
 
             int? target = size ?? (sequenceSize ? group.ExpectedSize ?? sequence!.Size : null);
-            await db.Database.ExecuteSqlInterpolatedAsync($"""
-                UPDATE integration_aggregation_groups SET message_count = message_count + 1, expected_size = COALESCE(expected_size, {target})
-                WHERE aggregator = {aggregator} AND group_key = {groupKey}
-                """, cancel).ConfigureAwait(false);
+            await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                UPDATE {{tables.Groups}} SET message_count = message_count + 1, expected_size = COALESCE(expected_size, {0})
+                WHERE aggregator = {1} AND group_key = {2}
+                """, target, aggregator, groupKey), cancel).ConfigureAwait(false);
 
             AggregationCompletion? completion = null;
             IReadOnlyList<T>? messages = null;
@@ -302,14 +303,14 @@ sealed partial class AggregatorCore<T, TOut>(
                 completion = AggregationCompletion.Size;
             else if (predicate is not null)
             {
-                messages = await LoadAsync(db, groupKey, cancel).ConfigureAwait(false);
+                messages = await LoadAsync(db, tables, groupKey, cancel).ConfigureAwait(false);
                 if (predicate(messages))
                     completion = AggregationCompletion.Predicate;
             }
 
             if (completion is { } by)
             {
-                messages ??= await LoadAsync(db, groupKey, cancel).ConfigureAwait(false);
+                messages ??= await LoadAsync(db, tables, groupKey, cancel).ConfigureAwait(false);
                 var results = Aggregate(groupKey, messages, by);
                 for (var i = 0; i < results.Count; i++)
                 {
@@ -317,8 +318,8 @@ sealed partial class AggregatorCore<T, TOut>(
                     await RouteSender.SendAsync(context, to, results[i], send => Stamp(send, groupKey, by, messages.Count, index, results.Count)).ConfigureAwait(false);
                 }
 
-                await MarkCompletedAsync(db, groupKey, by, cancel).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+                await MarkCompletedAsync(db, tables, groupKey, by, cancel).ConfigureAwait(false);
+                metrics.Forwarded(route, to);
             }
 
             return 0;
@@ -327,18 +328,18 @@ sealed partial class AggregatorCore<T, TOut>(
 
     /// <summary>Completes up to <paramref name="batch"/> expired groups; returns how many.</summary>
     public Task<int> CompleteExpiredAsync(IBus bus, int batch, CancellationToken cancellationToken) =>
-        store.InTransactionAsync(services, async db =>
+        store.InTransactionAsync(services, async (db, tables) =>
         {
             var expired = await db.Set<AggregationGroupState>()
-                .FromSqlInterpolated($"""
-                    SELECT * FROM integration_aggregation_groups
-                    WHERE aggregator = {aggregator} AND completed_at IS NULL AND expires_at <= now()
-                    ORDER BY expires_at LIMIT {batch} FOR UPDATE SKIP LOCKED
-                    """)
+                .FromSql(PatternSql.Of($$"""
+                    SELECT * FROM {{tables.Groups}}
+                    WHERE aggregator = {0} AND completed_at IS NULL AND expires_at <= now()
+                    ORDER BY expires_at LIMIT {1} FOR UPDATE SKIP LOCKED
+                    """, aggregator, batch))
                 .AsNoTracking().ToListAsync(cancellationToken).ConfigureAwait(false);
             foreach (var group in expired)
             {
-                var messages = await LoadAsync(db, group.GroupKey, cancellationToken).ConfigureAwait(false);
+                var messages = await LoadAsync(db, tables, group.GroupKey, cancellationToken).ConfigureAwait(false);
                 IReadOnlyList<TOut> results;
                 try
                 {
@@ -348,7 +349,7 @@ sealed partial class AggregatorCore<T, TOut>(
                 {
                     // No consumed message to fail: park the group's messages in the route's error queue, with the reason.
                     await ParkAsync(bus, group.GroupKey, messages, exception, cancellationToken).ConfigureAwait(false);
-                    await MarkCompletedAsync(db, group.GroupKey, "Failed", cancellationToken).ConfigureAwait(false);
+                    await MarkCompletedAsync(db, tables, group.GroupKey, "Failed", cancellationToken).ConfigureAwait(false);
                     continue;
                 }
 
@@ -364,8 +365,8 @@ sealed partial class AggregatorCore<T, TOut>(
                     }), cancellationToken).ConfigureAwait(false);
                 }
 
-                await MarkCompletedAsync(db, group.GroupKey, AggregationCompletion.Timeout, cancellationToken).ConfigureAwait(false);
-                PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+                await MarkCompletedAsync(db, tables, group.GroupKey, AggregationCompletion.Timeout, cancellationToken).ConfigureAwait(false);
+                metrics.Forwarded(route, to);
             }
 
             return expired.Count;
@@ -373,14 +374,14 @@ sealed partial class AggregatorCore<T, TOut>(
 
     /// <summary>Deletes groups completed longer than <paramref name="retention"/> ago (their messages with them); reports the open groups.</summary>
     public Task<int> CleanupAsync(TimeSpan retention, CancellationToken cancellationToken) =>
-        store.RunAsync(services, async db =>
+        store.RunAsync(services, async (db, tables) =>
         {
-            var deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                DELETE FROM integration_aggregation_groups
-                WHERE aggregator = {aggregator} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {retention.TotalSeconds})
-                """, cancellationToken).ConfigureAwait(false);
+            var deleted = await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                DELETE FROM {{tables.Groups}}
+                WHERE aggregator = {0} AND completed_at IS NOT NULL AND completed_at < now() - make_interval(secs => {1})
+                """, aggregator, retention.TotalSeconds), cancellationToken).ConfigureAwait(false);
             var open = await db.Set<AggregationGroupState>().LongCountAsync(g => g.Aggregator == aggregator && g.CompletedAt == null, cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.ReportBacklog(aggregator, open);
+            metrics.ReportBacklog(aggregator, open);
             return deleted;
         });
 
@@ -408,10 +409,10 @@ sealed partial class AggregatorCore<T, TOut>(
         send.Headers.Set(AggregatorExtensions.CountHeader, count.ToString(CultureInfo.InvariantCulture));
     }
 
-    async Task<IReadOnlyList<T>> LoadAsync(DbContext db, string groupKey, CancellationToken cancellationToken)
+    async Task<IReadOnlyList<T>> LoadAsync(DbContext db, PatternTables tables, string groupKey, CancellationToken cancellationToken)
     {
         var rows = await db.Set<AggregationMessageState>()
-            .FromSqlInterpolated($"SELECT * FROM integration_aggregation_messages WHERE aggregator = {aggregator} AND group_key = {groupKey}")
+            .FromSql(PatternSql.Of($"SELECT * FROM {tables.Messages} WHERE aggregator = {{0}} AND group_key = {{1}}", aggregator, groupKey))
             .AsNoTracking().ToListAsync(cancellationToken).ConfigureAwait(false);
         return rows.OrderBy(r => r.Sequence ?? long.MaxValue).ThenBy(r => r.ReceivedAt)
             .Select(r => JsonSerializer.Deserialize<T>(r.Body, Json)
@@ -419,8 +420,8 @@ sealed partial class AggregatorCore<T, TOut>(
             .ToList();
     }
 
-    Task MarkCompletedAsync(DbContext db, string groupKey, AggregationCompletion by, CancellationToken cancellationToken) =>
-        MarkCompletedAsync(db, groupKey, by.ToString(), cancellationToken);
+    Task MarkCompletedAsync(DbContext db, PatternTables tables, string groupKey, AggregationCompletion by, CancellationToken cancellationToken) =>
+        MarkCompletedAsync(db, tables, groupKey, by.ToString(), cancellationToken);
 
     async Task ParkAsync(IBus bus, string groupKey, IReadOnlyList<T> messages, Exception exception, CancellationToken cancellationToken)
     {
@@ -437,12 +438,12 @@ sealed partial class AggregatorCore<T, TOut>(
         }
     }
 
-    Task MarkCompletedAsync(DbContext db, string groupKey, string by, CancellationToken cancellationToken) =>
-        db.Database.ExecuteSqlInterpolatedAsync($"""
-            UPDATE integration_aggregation_groups SET completed_at = now(), completed_by = {by}
-            WHERE aggregator = {aggregator} AND group_key = {groupKey};
-            UPDATE integration_aggregation_messages SET body = '' WHERE aggregator = {aggregator} AND group_key = {groupKey};
-            """, cancellationToken);
+    Task MarkCompletedAsync(DbContext db, PatternTables tables, string groupKey, string by, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+            UPDATE {{tables.Groups}} SET completed_at = now(), completed_by = {0}
+            WHERE aggregator = {1} AND group_key = {2};
+            UPDATE {{tables.Messages}} SET body = '' WHERE aggregator = {1} AND group_key = {2};
+            """, by, aggregator, groupKey), cancellationToken);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Route {Route}, {Name}: the aggregation function failed for group {Group} at its timeout; its {Count} message(s) were parked in the error queue")]
     static partial void LogParked(ILogger logger, Exception exception, string route, string name, string group, int count);

@@ -1,17 +1,17 @@
 using System.Globalization;
 using System.Text.Json;
-using Integration.Patterns.Aggregation;
+using Integration.Patterns.Postgres.Aggregation;
+using Integration.Patterns.Postgres.Storage;
 using Integration.Patterns.History;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Splitting;
-using Integration.Patterns.Storage;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Integration.Patterns.Resequencing;
+namespace Integration.Patterns.Postgres.Resequencing;
 
 /// <summary>How a resequencer groups and orders messages, and which mode it runs in (exactly one of <see cref="Batch"/>, <see cref="Stream"/>).</summary>
 public interface IResequencerConfigurator<T>
@@ -43,7 +43,7 @@ public interface IResequencerConfigurator<T>
 /// <summary>
 /// Resequencer (EIP; Camel <c>resequence</c>): puts messages back in order. State is kept in PostgreSQL in the
 /// aggregation tables (a group row per batch or stream, locked while a message joins; a row per held message), so it
-/// survives restarts and several consumers. Needs <c>AddIntegrationPatternStore&lt;TDbContext&gt;()</c>.
+/// survives restarts and several consumers. Needs <c>services.AddIntegrationPatternStore&lt;TDbContext&gt;()</c> and <c>modelBuilder.AddIntegrationPatterns()</c>.
 /// </summary>
 public static class ResequencerExtensions
 {
@@ -60,7 +60,7 @@ public static class ResequencerExtensions
 }
 
 /// <summary>Specification of a resequencer.</summary>
-public sealed class ResequencerSpecification<T> : IRouteStepSpecification<T>, IResequencerConfigurator<T>
+internal sealed class ResequencerSpecification<T> : IRouteStepSpecification<T>, IResequencerConfigurator<T>
     where T : class
 {
     readonly string _to;
@@ -148,12 +148,12 @@ public sealed class ResequencerSpecification<T> : IRouteStepSpecification<T>, IR
         if (_modes[0] == "Batch")
         {
             var batch = new AggregatorCore<T, T>(id, context.Route, Name, _to, g => g.Messages, _key, _size, _size is null, _timeout, null, store,
-                context.Services, _sequence, resequence: true);
+                context.Services, context.Metrics, _sequence, resequence: true);
             context.Control.AddWorker(new AggregationTimeoutWorker<T, T>(batch, _pollInterval, TimeSpan.FromDays(1)));
             return new AggregatorFilter<T, T>(batch);
         }
 
-        var stream = new StreamResequencer<T>(id, context.Route, Name, _to, _key, _sequence, _timeout, _startAt, store, context.Services);
+        var stream = new StreamResequencer<T>(id, context.Route, Name, _to, _key, _sequence, _timeout, _startAt, store, context.Services, context.Metrics);
         context.Control.AddWorker(new StreamGapWorker<T>(stream, _pollInterval));
         return new StreamResequencerFilter<T>(stream);
     }
@@ -165,7 +165,7 @@ public sealed class ResequencerException(string message) : Exception(message);
 /// <summary>Stream mode: a group row per stream holds the next number to release; held messages wait in the messages table.</summary>
 sealed partial class StreamResequencer<T>(
     string id, string route, string name, string to, Func<T, string>? key, Func<T, long>? sequenceOf, TimeSpan gapTimeout, long startAt,
-    PatternStore store, IServiceProvider services)
+    PatternStore store, IServiceProvider services, PatternMetrics metrics)
     where T : class
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
@@ -195,20 +195,20 @@ sealed partial class StreamResequencer<T>(
         var messageId = context.MessageId ?? NewId.NextGuid();
         var body = JsonSerializer.Serialize(context.Message, Json);
 
-        await store.InTransactionAsync(services, async db =>
+        await store.InTransactionAsync(services, async (db, tables) =>
         {
             var cancel = context.CancellationToken;
-            await db.Database.ExecuteSqlInterpolatedAsync($"""
-                INSERT INTO integration_aggregation_groups (aggregator, group_key, created_at, message_count, next_sequence)
-                VALUES ({id}, {stream}, now(), 0, {startAt}) ON CONFLICT DO NOTHING
-                """, cancel).ConfigureAwait(false);
+            await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                INSERT INTO {{tables.Groups}} (aggregator, group_key, created_at, message_count, next_sequence)
+                VALUES ({0}, {1}, now(), 0, {2}) ON CONFLICT DO NOTHING
+                """, id, stream, startAt), cancel).ConfigureAwait(false);
             var group = (await db.Set<AggregationGroupState>()
-                .FromSqlInterpolated($"SELECT * FROM integration_aggregation_groups WHERE aggregator = {id} AND group_key = {stream} FOR UPDATE")
+                .FromSql(PatternSql.Of($"SELECT * FROM {tables.Groups} WHERE aggregator = {{0}} AND group_key = {{1}} FOR UPDATE", id, stream))
                 .AsNoTracking().ToListAsync(cancel).ConfigureAwait(false)).Single();
-            var added = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                INSERT INTO integration_aggregation_messages (aggregator, group_key, message_id, sequence, body, received_at)
-                VALUES ({id}, {stream}, {messageId}, {position}, {body}, now()) ON CONFLICT DO NOTHING
-                """, cancel).ConfigureAwait(false);
+            var added = await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                INSERT INTO {{tables.Messages}} (aggregator, group_key, message_id, sequence, body, received_at)
+                VALUES ({0}, {1}, {2}, {3}, {4}, now()) ON CONFLICT DO NOTHING
+                """, id, stream, messageId, position, body), cancel).ConfigureAwait(false);
             if (added == 0)
                 return 0;
             if (position < group.NextSequence)
@@ -217,7 +217,7 @@ sealed partial class StreamResequencer<T>(
                     $"Route '{route}', {name}: stream '{stream}' already released or skipped position {position} (next is {group.NextSequence}); this message arrived too late");
             }
 
-            await ReleaseAsync(db, stream, group.NextSequence, (message, index) =>
+            await ReleaseAsync(db, tables, stream, group.NextSequence, (message, index) =>
                 RouteSender.SendAsync(context, to, message, send => Stamp(send, stream, index)), cancel).ConfigureAwait(false);
             return 0;
         }, context.CancellationToken).ConfigureAwait(false);
@@ -225,17 +225,17 @@ sealed partial class StreamResequencer<T>(
 
     /// <summary>Skips gaps older than the gap timeout and releases what follows them; returns how many streams moved.</summary>
     public Task<int> SkipExpiredGapsAsync(IBus bus, CancellationToken cancellationToken) =>
-        store.InTransactionAsync(services, async db =>
+        store.InTransactionAsync(services, async (db, tables) =>
         {
             var stalled = await db.Set<AggregationGroupState>()
-                .FromSqlInterpolated($"""
-                    SELECT g.* FROM integration_aggregation_groups g
-                    WHERE g.aggregator = {id} AND EXISTS (
-                        SELECT 1 FROM integration_aggregation_messages m
+                .FromSql(PatternSql.Of($$"""
+                    SELECT g.* FROM {{tables.Groups}} g
+                    WHERE g.aggregator = {0} AND EXISTS (
+                        SELECT 1 FROM {{tables.Messages}} m
                         WHERE m.aggregator = g.aggregator AND m.group_key = g.group_key AND m.released_at IS NULL
-                          AND m.received_at <= now() - make_interval(secs => {gapTimeout.TotalSeconds}))
+                          AND m.received_at <= now() - make_interval(secs => {1}))
                     LIMIT 50 FOR UPDATE SKIP LOCKED
-                    """)
+                    """, id, gapTimeout.TotalSeconds))
                 .AsNoTracking().ToListAsync(cancellationToken).ConfigureAwait(false);
             var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{to}")).ConfigureAwait(false);
             foreach (var group in stalled)
@@ -245,7 +245,7 @@ sealed partial class StreamResequencer<T>(
                     .MinAsync(m => m.Sequence, cancellationToken).ConfigureAwait(false) ?? group.NextSequence;
                 LogSkipped(Logger, route, name, group.GroupKey, group.NextSequence, lowest - 1);
                 var history = MessageHistory.Single($"{name} (gap skipped)");
-                await ReleaseAsync(db, group.GroupKey, lowest, (message, index) => endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
+                await ReleaseAsync(db, tables, group.GroupKey, lowest, (message, index) => endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
                 {
                     send.Headers.Set(MessageHistory.Header, history);
                     Stamp(send, group.GroupKey, index);
@@ -256,7 +256,7 @@ sealed partial class StreamResequencer<T>(
         }, cancellationToken);
 
     /// <summary>Releases consecutive held messages from <paramref name="next"/> on, then stores the new next number.</summary>
-    async Task ReleaseAsync(DbContext db, string stream, long next, Func<T, long, Task> send, CancellationToken cancellationToken)
+    async Task ReleaseAsync(DbContext db, PatternTables tables, string stream, long next, Func<T, long, Task> send, CancellationToken cancellationToken)
     {
         var held = await db.Set<AggregationMessageState>().AsNoTracking()
             .Where(m => m.Aggregator == id && m.GroupKey == stream && m.ReleasedAt == null && m.Sequence >= next)
@@ -268,29 +268,29 @@ sealed partial class StreamResequencer<T>(
             var message = JsonSerializer.Deserialize<T>(row.Body, Json)
                           ?? throw new InvalidOperationException($"Route '{route}', {name}: a held message of stream '{stream}' reads as null");
             await send(message, next).ConfigureAwait(false);
-            await db.Database.ExecuteSqlInterpolatedAsync($"""
-                UPDATE integration_aggregation_messages SET released_at = now(), body = ''
-                WHERE aggregator = {id} AND group_key = {stream} AND message_id = {row.MessageId}
-                """, cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.Forwarded.Add(1, new("route", route), new("destination", to));
+            await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                UPDATE {{tables.Messages}} SET released_at = now(), body = ''
+                WHERE aggregator = {0} AND group_key = {1} AND message_id = {2}
+                """, id, stream, row.MessageId), cancellationToken).ConfigureAwait(false);
+            metrics.Forwarded(route, to);
             next++;
         }
 
-        await db.Database.ExecuteSqlInterpolatedAsync($"""
-            UPDATE integration_aggregation_groups SET next_sequence = {next}, message_count = message_count + 1
-            WHERE aggregator = {id} AND group_key = {stream}
-            """, cancellationToken).ConfigureAwait(false);
+        await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+            UPDATE {{tables.Groups}} SET next_sequence = {0}, message_count = message_count + 1
+            WHERE aggregator = {1} AND group_key = {2}
+            """, next, id, stream), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Deletes released messages older than a day (kept that long to recognize redeliveries).</summary>
     public Task<int> CleanupAsync(CancellationToken cancellationToken) =>
-        store.RunAsync(services, async db =>
+        store.RunAsync(services, async (db, tables) =>
         {
-            var deleted = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                DELETE FROM integration_aggregation_messages WHERE aggregator = {id} AND released_at < now() - interval '1 day'
-                """, cancellationToken).ConfigureAwait(false);
+            var deleted = await db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+                DELETE FROM {{tables.Messages}} WHERE aggregator = {0} AND released_at < now() - interval '1 day'
+                """, id), cancellationToken).ConfigureAwait(false);
             var held = await db.Set<AggregationMessageState>().LongCountAsync(m => m.Aggregator == id && m.ReleasedAt == null, cancellationToken).ConfigureAwait(false);
-            PatternDiagnostics.ReportBacklog(id, held);
+            metrics.ReportBacklog(id, held);
             return deleted;
         });
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Integration.Patterns.Routing;
-using Integration.Patterns.Storage;
+using Integration.Patterns.Postgres.Storage;
 using MassTransit;
 using MassTransit.Context;
 using Microsoft.EntityFrameworkCore;
@@ -9,10 +9,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Integration.Patterns.ClaimCheck;
+namespace Integration.Patterns.Postgres.ClaimCheck;
 
 /// <summary>A stored payload, waiting to be checked out.</summary>
-public sealed class ClaimState
+internal sealed class ClaimState
 {
     /// <summary>The claim id (on the wire in the <see cref="ClaimTicket"/>).</summary>
     public Guid Id { get; set; }
@@ -34,25 +34,21 @@ public sealed class ClaimState
 /// <param name="ClaimId">The key of the stored payload.</param>
 /// <param name="MessageType">.NET type name of the payload.</param>
 /// <param name="Bytes">Size of the stored JSON in bytes.</param>
+[MessageUrn("integration:claim-ticket")]
 public sealed record ClaimTicket(Guid ClaimId, string MessageType, int Bytes);
 
 /// <summary>Thrown when a ticket's claim is not in the store; the message goes to the error queue with this reason.</summary>
 public sealed class ClaimNotFoundException(string message) : Exception(message);
 
-/// <summary>Maps the claim table.</summary>
-public static class ClaimCheckModelBuilderExtensions
+/// <summary>Maps the claim table (through <see cref="PatternStoreModelBuilderExtensions.AddIntegrationPatterns"/>).</summary>
+internal static class ClaimCheckModel
 {
-    /// <summary>Table name.</summary>
-    public const string ClaimsTable = "integration_claims";
-
-    /// <summary>Maps <see cref="ClaimState"/> (also done by <c>AddIntegrationPatterns</c>).</summary>
-    public static ModelBuilder AddIntegrationClaimCheck(this ModelBuilder modelBuilder)
+    public static void Map(ModelBuilder modelBuilder, string? schema)
     {
-        ArgumentNullException.ThrowIfNull(modelBuilder);
         modelBuilder.Entity<ClaimState>(e =>
         {
-            e.ToTable(ClaimsTable);
-            e.HasKey(x => x.Id);
+            e.ToTable(PatternStoreModelBuilderExtensions.ClaimsTable, schema);
+            e.HasKey(x => x.Id).HasName("pk_integration_claims");
             e.Property(x => x.Id).HasColumnName("id");
             e.Property(x => x.MessageType).HasColumnName("message_type").HasMaxLength(1000);
             e.Property(x => x.Body).HasColumnName("body");
@@ -60,7 +56,6 @@ public static class ClaimCheckModelBuilderExtensions
             e.Property(x => x.ExpiresAt).HasColumnName("expires_at");
             e.HasIndex(x => x.ExpiresAt).HasDatabaseName("ix_integration_claims_expires");
         });
-        return modelBuilder;
     }
 }
 
@@ -70,7 +65,7 @@ public static class ClaimCheckExtensions
     /// <summary>
     /// Stores each message in PostgreSQL (committed before anything is sent) and continues with a <see cref="ClaimTicket"/>
     /// in its place. Unclaimed payloads are deleted after <paramref name="retention"/> (default 7 days).
-    /// Needs <c>AddIntegrationPatternStore&lt;TDbContext&gt;()</c>.
+    /// Needs <c>services.AddIntegrationPatternStore&lt;TDbContext&gt;()</c> and <c>modelBuilder.AddIntegrationPatterns()</c>.
     /// </summary>
     public static IRouteConfigurator<ClaimTicket> CheckIn<T>(this IRouteConfigurator<T> route, TimeSpan? retention = null, string? name = null)
         where T : class
@@ -93,7 +88,7 @@ public static class ClaimCheckExtensions
 }
 
 /// <summary>Specification of a check-in.</summary>
-public sealed class CheckInSpecification<T>(TimeSpan retention, string name) : IRouteBridgeSpecification<T, ClaimTicket>
+internal sealed class CheckInSpecification<T>(TimeSpan retention, string name) : IRouteBridgeSpecification<T, ClaimTicket>
     where T : class
 {
     /// <inheritdoc />
@@ -116,13 +111,13 @@ public sealed class CheckInSpecification<T>(TimeSpan retention, string name) : I
     {
         ArgumentNullException.ThrowIfNull(context);
         var store = PatternStore.Require(context, Kind);
-        context.Control.AddWorker(new ClaimCleanupWorker($"Route '{context.Route}', {name} cleanup", store, context.Services));
+        context.Control.AddWorker(new ClaimCleanupWorker($"Route '{context.Route}', {name} cleanup", store, context.Services, context.Metrics));
         return new CheckInFilter<T>(store, retention, context.Services, next);
     }
 }
 
 /// <summary>Stores the payload, then continues with the ticket.</summary>
-public sealed class CheckInFilter<T>(PatternStore store, TimeSpan retention, IServiceProvider services, IPipe<ConsumeContext<ClaimTicket>> downstream)
+internal sealed class CheckInFilter<T>(PatternStore store, TimeSpan retention, IServiceProvider services, IPipe<ConsumeContext<ClaimTicket>> downstream)
     : IFilter<ConsumeContext<T>>
     where T : class
 {
@@ -133,10 +128,10 @@ public sealed class CheckInFilter<T>(PatternStore store, TimeSpan retention, ISe
         var body = JsonSerializer.Serialize(context.Message, ClaimJson.Options);
         var id = NewId.NextGuid();
         var type = typeof(T).FullName ?? typeof(T).Name;
-        await store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync($"""
-            INSERT INTO integration_claims (id, message_type, body, created_at, expires_at)
-            VALUES ({id}, {type}, {body}, now(), now() + make_interval(secs => {retention.TotalSeconds}))
-            """, context.CancellationToken)).ConfigureAwait(false);
+        await store.RunAsync(services, (db, tables) => db.Database.ExecuteSqlAsync(PatternSql.Of($$"""
+            INSERT INTO {{tables.Claims}} (id, message_type, body, created_at, expires_at)
+            VALUES ({0}, {1}, {2}, now(), now() + make_interval(secs => {3}))
+            """, id, type, body, retention.TotalSeconds), context.CancellationToken)).ConfigureAwait(false);
         var ticket = new ClaimTicket(id, type, Encoding.UTF8.GetByteCount(body));
         await downstream.Send(new MessageConsumeContext<ClaimTicket>(context, ticket)).ConfigureAwait(false);
     }
@@ -151,7 +146,7 @@ public sealed class CheckInFilter<T>(PatternStore store, TimeSpan retention, ISe
 }
 
 /// <summary>Specification of a check-out.</summary>
-public sealed class CheckOutSpecification<T>(bool remove, string name) : IRouteBridgeSpecification<ClaimTicket, T>
+internal sealed class CheckOutSpecification<T>(bool remove, string name) : IRouteBridgeSpecification<ClaimTicket, T>
     where T : class
 {
     /// <inheritdoc />
@@ -176,7 +171,7 @@ public sealed class CheckOutSpecification<T>(bool remove, string name) : IRouteB
 }
 
 /// <summary>Loads the payload, continues with it, then deletes the claim.</summary>
-public sealed class CheckOutFilter<T>(string route, string name, PatternStore store, bool remove, IServiceProvider services, IPipe<ConsumeContext<T>> downstream)
+internal sealed class CheckOutFilter<T>(string route, string name, PatternStore store, bool remove, IServiceProvider services, IPipe<ConsumeContext<T>> downstream)
     : IFilter<ConsumeContext<ClaimTicket>>
     where T : class
 {
@@ -185,7 +180,7 @@ public sealed class CheckOutFilter<T>(string route, string name, PatternStore st
     {
         ArgumentNullException.ThrowIfNull(context);
         var ticket = context.Message;
-        var claim = await store.RunAsync(services, db => db.Set<ClaimState>().AsNoTracking()
+        var claim = await store.RunAsync(services, (db, _) => db.Set<ClaimState>().AsNoTracking()
             .FirstOrDefaultAsync(c => c.Id == ticket.ClaimId, context.CancellationToken)).ConfigureAwait(false)
             ?? throw new ClaimNotFoundException(
                 $"Route '{route}', {name}: claim {ticket.ClaimId} ({ticket.MessageType}) is not in the claim store: already checked out, expired, or never checked in");
@@ -197,8 +192,8 @@ public sealed class CheckOutFilter<T>(string route, string name, PatternStore st
         await downstream.Send(new MessageConsumeContext<T>(context, message)).ConfigureAwait(false);
         if (remove)
         {
-            await store.RunAsync(services, db => db.Database.ExecuteSqlInterpolatedAsync(
-                $"DELETE FROM integration_claims WHERE id = {ticket.ClaimId}", context.CancellationToken)).ConfigureAwait(false);
+            await store.RunAsync(services, (db, tables) => db.Database.ExecuteSqlAsync(
+                PatternSql.Of($"DELETE FROM {tables.Claims} WHERE id = {{0}}", ticket.ClaimId), context.CancellationToken)).ConfigureAwait(false);
         }
     }
 
@@ -212,13 +207,13 @@ public sealed class CheckOutFilter<T>(string route, string name, PatternStore st
     }
 }
 
-static class ClaimJson
+internal static class ClaimJson
 {
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
 }
 
 /// <summary>Deletes expired claims once a minute.</summary>
-sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServiceProvider services) : IRouteWorker
+sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServiceProvider services, PatternMetrics metrics) : IRouteWorker
 {
     public string Name => name;
 
@@ -229,12 +224,12 @@ sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServic
         {
             try
             {
-                var unclaimed = await store.RunAsync(services, async db =>
+                var unclaimed = await store.RunAsync(services, async (db, tables) =>
                 {
-                    await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM integration_claims WHERE expires_at < now()", stopping).ConfigureAwait(false);
+                    await db.Database.ExecuteSqlAsync(PatternSql.Of($"DELETE FROM {tables.Claims} WHERE expires_at < now()"), stopping).ConfigureAwait(false);
                     return await db.Set<ClaimState>().LongCountAsync(stopping).ConfigureAwait(false);
                 }).ConfigureAwait(false);
-                PatternDiagnostics.ReportBacklog("claims", unclaimed);
+                metrics.ReportBacklog("claims", unclaimed);
             }
             catch (Exception exception) when (!stopping.IsCancellationRequested)
             {

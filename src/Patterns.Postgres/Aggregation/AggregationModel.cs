@@ -1,12 +1,12 @@
 using Microsoft.EntityFrameworkCore;
 
-namespace Integration.Patterns.Aggregation;
+namespace Integration.Patterns.Postgres.Aggregation;
 
 /// <summary>
 /// One group being aggregated (or resequenced): its row is locked (<c>SELECT … FOR UPDATE</c>) while a message joins it,
 /// so several consumers of the same queue, on several machines, add to it one at a time.
 /// </summary>
-public sealed class AggregationGroupState
+internal sealed class AggregationGroupState
 {
     /// <summary>The aggregator or resequencer: <c>{route}/{step name}</c>.</summary>
     public string Aggregator { get; set; } = "";
@@ -37,7 +37,7 @@ public sealed class AggregationGroupState
 }
 
 /// <summary>A message held in a group, serialized as JSON.</summary>
-public sealed class AggregationMessageState
+internal sealed class AggregationMessageState
 {
     /// <summary>The aggregator.</summary>
     public string Aggregator { get; set; } = "";
@@ -61,20 +61,15 @@ public sealed class AggregationMessageState
     public DateTimeOffset? ReleasedAt { get; set; }
 }
 
-/// <summary>Maps the aggregation tables.</summary>
-public static class AggregationModelBuilderExtensions
+/// <summary>Maps the aggregation tables (through <see cref="PatternStoreModelBuilderExtensions.AddIntegrationPatterns"/>).</summary>
+internal static class AggregationModel
 {
-    /// <summary>Table names.</summary>
-    public const string GroupsTable = "integration_aggregation_groups", MessagesTable = "integration_aggregation_messages";
-
-    /// <summary>Maps <see cref="AggregationGroupState"/> and <see cref="AggregationMessageState"/> (also done by <c>AddIntegrationPatterns</c>).</summary>
-    public static ModelBuilder AddIntegrationAggregation(this ModelBuilder modelBuilder)
+    public static void Map(ModelBuilder modelBuilder, string? schema)
     {
-        ArgumentNullException.ThrowIfNull(modelBuilder);
         modelBuilder.Entity<AggregationGroupState>(e =>
         {
-            e.ToTable(GroupsTable);
-            e.HasKey(x => new { x.Aggregator, x.GroupKey });
+            e.ToTable(PatternStoreModelBuilderExtensions.GroupsTable, schema);
+            e.HasKey(x => new { x.Aggregator, x.GroupKey }).HasName("pk_integration_aggregation_groups");
             e.Property(x => x.Aggregator).HasColumnName("aggregator").HasMaxLength(500);
             e.Property(x => x.GroupKey).HasColumnName("group_key").HasMaxLength(500);
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
@@ -89,8 +84,8 @@ public static class AggregationModelBuilderExtensions
         });
         modelBuilder.Entity<AggregationMessageState>(e =>
         {
-            e.ToTable(MessagesTable);
-            e.HasKey(x => new { x.Aggregator, x.GroupKey, x.MessageId });
+            e.ToTable(PatternStoreModelBuilderExtensions.MessagesTable, schema);
+            e.HasKey(x => new { x.Aggregator, x.GroupKey, x.MessageId }).HasName("pk_integration_aggregation_messages");
             e.Property(x => x.Aggregator).HasColumnName("aggregator").HasMaxLength(500);
             e.Property(x => x.GroupKey).HasColumnName("group_key").HasMaxLength(500);
             e.Property(x => x.MessageId).HasColumnName("message_id");
@@ -98,8 +93,8 @@ public static class AggregationModelBuilderExtensions
             e.Property(x => x.Body).HasColumnName("body");
             e.Property(x => x.ReceivedAt).HasColumnName("received_at");
             e.Property(x => x.ReleasedAt).HasColumnName("released_at");
-            e.HasOne<AggregationGroupState>().WithMany().HasForeignKey(x => new { x.Aggregator, x.GroupKey }).OnDelete(DeleteBehavior.Cascade);
+            e.HasOne<AggregationGroupState>().WithMany().HasForeignKey(x => new { x.Aggregator, x.GroupKey })
+                .HasConstraintName("fk_integration_aggregation_messages_groups").OnDelete(DeleteBehavior.Cascade);
         });
-        return modelBuilder;
     }
 }

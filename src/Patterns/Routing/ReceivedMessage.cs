@@ -1,0 +1,107 @@
+using System.Net.Mime;
+using MassTransit;
+using MassTransit.Serialization;
+
+namespace Integration.Patterns.Routing;
+
+/// <summary>
+/// The message a route received (a payload of the consume context, remembered before its first step), so that a step can
+/// tell whether the message it sends is still that one. On a raw route (<see cref="RouteEndpointOptions.RawJson"/>,
+/// <see cref="RouteEndpointOptions.RawXml"/>, <see cref="RouteEndpointOptions.RawDocuments"/>) the steps that pass it on
+/// (router, filter, wire tap, recipient list, To…) send the very bytes, content type, content encoding and headers the
+/// producer sent. Once a step replaced the message (a translator, an enricher, a splitter, a claim check), the new
+/// message is serialized as the route's endpoint serializes.
+/// </summary>
+internal sealed class ReceivedMessage
+{
+    /// <summary>Transport headers that describe one delivery, or are written again for the new one, and are never copied.</summary>
+    static readonly HashSet<string> NotCopied = new(StringComparer.OrdinalIgnoreCase)
+    {
+        MessageHeaders.MessageId, MessageHeaders.CorrelationId, MessageHeaders.ConversationId, MessageHeaders.RequestId, MessageHeaders.TransportMessageId,
+        "Content-Type", "RabbitMQ-ExchangeName", "RabbitMQ-RoutingKey", "RabbitMQ-DeliveryTag", "RabbitMQ-ConsumerTag",
+        "x-delivery-count", "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+        "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-received-from",
+        "traceparent", "tracestate", "Diagnostic-Id", "Correlation-Context", "baggage",
+        History.MessageHistory.Header,
+    };
+
+    readonly ReceiveContext _receive;
+    readonly Lazy<MessageBody> _body;
+
+    ReceivedMessage(object message, ReceiveContext receive, bool raw, IMessageSerializer? serializer)
+    {
+        Message = message;
+        IsRaw = raw;
+        Serializer = serializer;
+        _receive = receive;
+        _body = new Lazy<MessageBody>(() => new BytesMessageBody(receive.Body.GetBytes()));
+    }
+
+    /// <summary>The message as the route's first step got it.</summary>
+    public object Message { get; }
+
+    /// <summary>The route reads raw bodies: an unchanged message goes on as it arrived.</summary>
+    public bool IsRaw { get; }
+
+    /// <summary>How the route's endpoint serializes a new message (null: the bus's default), for sends outside the consume context.</summary>
+    public IMessageSerializer? Serializer { get; }
+
+    /// <summary>Remembers what <paramref name="context"/> received; a route does this before its first step.</summary>
+    public static void Remember(ConsumeContext context, object message, bool raw, IMessageSerializer? serializer) =>
+        context.GetOrAddPayload(() => new ReceivedMessage(message, context.ReceiveContext, raw, serializer));
+
+    /// <summary>What the route received, or null outside a route.</summary>
+    public static ReceivedMessage? Of(ConsumeContext context) => context.TryGetPayload(out ReceivedMessage? received) ? received : null;
+
+    /// <summary>True when <paramref name="message"/> is the message that was received.</summary>
+    public bool IsUnchanged(object message) => ReferenceEquals(Message, message);
+
+    /// <summary>Sends the received body, content type, content encoding and headers; the caller's headers are set after.</summary>
+    public void ApplyTo(SendContext send)
+    {
+        send.Serializer = new ForwardedBodySerializer(_body.Value, _receive.ContentType);
+        send.ContentType = _receive.ContentType!;
+        foreach (var header in _receive.TransportHeaders.GetAll())
+        {
+            if (header.Value is null || header.Key.StartsWith("MT-", StringComparison.OrdinalIgnoreCase) || NotCopied.Contains(header.Key))
+                continue;
+            send.Headers.Set(header.Key, header.Value);
+        }
+
+        TransportProperties.CopyContentEncoding(_receive, send);
+    }
+
+    /// <summary>Writes a body that was serialized already (the received one) with MassTransit's raw transport headers.</summary>
+    sealed class ForwardedBodySerializer(MessageBody body, ContentType? contentType) : RawMessageSerializer, IMessageSerializer
+    {
+        static readonly ContentType None = new("application/octet-stream");
+
+        public ContentType ContentType { get; } = contentType ?? None;
+
+        public MessageBody GetMessageBody<T>(SendContext<T> context)
+            where T : class
+        {
+            SetRawMessageHeaders(context);
+            return body;
+        }
+    }
+}
+
+/// <summary>
+/// The AMQP <c>content_encoding</c> property, which MassTransit neither exposes on a received message nor writes on a sent
+/// one: read from the RabbitMQ receive context's <c>Properties</c> and written to the RabbitMQ send context's
+/// <c>BasicProperties</c>, found by name so that this package needs no transport reference. On other transports (and any
+/// MassTransit version without those properties) it does nothing.
+/// </summary>
+internal static class TransportProperties
+{
+    public static void CopyContentEncoding(ReceiveContext receive, SendContext send)
+    {
+        if (Property(receive, "Properties") is not { } received || Property(received, "ContentEncoding") is not string encoding || encoding.Length == 0)
+            return;
+        if (Property(send, "BasicProperties") is { } properties)
+            properties.GetType().GetProperty("ContentEncoding")?.SetValue(properties, encoding);
+    }
+
+    static object? Property(object target, string name) => target.GetType().GetProperty(name)?.GetValue(target);
+}
