@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Net.Mime;
 using MassTransit;
 using MassTransit.Serialization;
@@ -15,7 +16,7 @@ namespace Integration.Patterns.Routing;
 internal sealed class ReceivedMessage
 {
     /// <summary>Transport headers that describe one delivery, or are written again for the new one, and are never copied.</summary>
-    static readonly HashSet<string> NotCopied = new(StringComparer.OrdinalIgnoreCase)
+    static readonly FrozenSet<string> NotCopied = new[]
     {
         MessageHeaders.MessageId, MessageHeaders.CorrelationId, MessageHeaders.ConversationId, MessageHeaders.RequestId, MessageHeaders.TransportMessageId,
         "Content-Type", "RabbitMQ-ExchangeName", "RabbitMQ-RoutingKey", "RabbitMQ-DeliveryTag", "RabbitMQ-ConsumerTag",
@@ -23,7 +24,7 @@ internal sealed class ReceivedMessage
         "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-received-from",
         "traceparent", "tracestate", "Diagnostic-Id", "Correlation-Context", "baggage",
         History.MessageHistory.Header,
-    };
+    }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
     readonly ReceiveContext _receive;
     readonly Lazy<MessageBody> _body;
@@ -74,9 +75,7 @@ internal sealed class ReceivedMessage
     /// <summary>Writes a body that was serialized already (the received one) with MassTransit's raw transport headers.</summary>
     sealed class ForwardedBodySerializer(MessageBody body, ContentType? contentType) : RawMessageSerializer, IMessageSerializer
     {
-        static readonly ContentType None = new("application/octet-stream");
-
-        public ContentType ContentType { get; } = contentType ?? None;
+        public ContentType ContentType { get; } = contentType ?? new ContentType("application/octet-stream");
 
         public MessageBody GetMessageBody<T>(SendContext<T> context)
             where T : class
