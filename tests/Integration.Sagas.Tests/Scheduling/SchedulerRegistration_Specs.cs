@@ -75,9 +75,17 @@ public sealed class SchedulerRegistration_Specs
         });
     }
 
+    [Test]
+    public void When_the_scheduler_names_no_database_should_use_the_applications_connection_string()
+    {
+        using var host = Build(new() { ["Integration:Scheduler:ConnectionString"] = "", ["Integration:Postgres:ConnectionString"] = "Host=db;Port=5432;Database=app" });
+
+        Assert.That(Options(host).ConnectionString, Is.EqualTo("Host=db;Port=5432;Database=app"));
+    }
+
     [TestCase("MaxConcurrency", "0", "Integration:Scheduler:MaxConcurrency must be 1 to 1000, not 0")]
     [TestCase("CheckinInterval", "00:00:00", "Integration:Scheduler:CheckinInterval must be positive, not 00:00:00")]
-    [TestCase("ConnectionString", "", "Integration:Scheduler:ConnectionString is required (or set DurableSchedulerOptions.ConnectionStringFactory)")]
+    [TestCase("ConnectionString", "", "Integration:Scheduler:ConnectionString is required: set it, Integration:Postgres:ConnectionString or DurableSchedulerOptions.ConnectionStringFactory")]
     public void When_a_configured_value_is_invalid_should_fail_start_naming_the_full_key(string key, string value, string expected)
     {
         using var host = Build(new() { [$"Integration:Scheduler:{key}"] = value });
