@@ -21,11 +21,18 @@ public static class SimulatedFailures
     /// <summary>SKU prefix that makes the inventory update fail.</summary>
     public const string Inventory = "FAIL-INVENTORY";
 
-    internal static string? Failing(IReadOnlyList<OrderLine> lines, string prefix) =>
-        lines.FirstOrDefault(l => l.Sku.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))?.Sku;
-
-    internal static Task Delay(IOptions<FulfillmentOptions> options, CancellationToken cancellationToken) =>
-        options.Value.SimulatedServiceDelay > TimeSpan.Zero ? Task.Delay(options.Value.SimulatedServiceDelay, cancellationToken) : Task.CompletedTask;
+    /// <summary>
+    /// Waits the configured service delay, then publishes through the outbox either the failure (when a line's SKU
+    /// starts with <paramref name="prefix"/>; null: the step never fails) or the success reply.
+    /// </summary>
+    internal static async Task Answer(IOptions<FulfillmentOptions> options, IOutbox outbox, Guid orderId, CancellationToken cancellationToken,
+        Func<object> succeeded, IReadOnlyList<OrderLine>? lines = null, string? prefix = null, Func<string, object>? failed = null)
+    {
+        if (options.Value.SimulatedServiceDelay > TimeSpan.Zero)
+            await Task.Delay(options.Value.SimulatedServiceDelay, cancellationToken).ConfigureAwait(false);
+        var sku = lines is not null && prefix is not null ? lines.FirstOrDefault(l => l.Sku.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))?.Sku : null;
+        outbox.Publish(sku is not null && failed is not null ? failed(sku) : succeeded(), orderId);
+    }
 }
 
 /// <summary>
@@ -35,22 +42,19 @@ public static class SimulatedFailures
 public sealed class WarehouseService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<ReserveParts>, IConsumer<ReleaseReservation>
 {
     /// <inheritdoc />
-    public async Task Consume(ConsumeContext<ReserveParts> context)
+    public Task Consume(ConsumeContext<ReserveParts> context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.Reserve) is { } sku)
-            outbox.Publish(new PartsReservationFailed(context.Message.OrderId, $"no stock for {sku}"), context.Message.OrderId);
-        else
-            outbox.Publish(new PartsReserved(context.Message.OrderId, NewId.NextGuid()), context.Message.OrderId);
+        var id = context.Message.OrderId;
+        return SimulatedFailures.Answer(options, outbox, id, context.CancellationToken, () => new PartsReserved(id, NewId.NextGuid()),
+            context.Message.Lines, SimulatedFailures.Reserve, sku => new PartsReservationFailed(id, $"no stock for {sku}"));
     }
 
     /// <inheritdoc />
-    public async Task Consume(ConsumeContext<ReleaseReservation> context)
+    public Task Consume(ConsumeContext<ReleaseReservation> context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        outbox.Publish(new ReservationReleased(context.Message.OrderId), context.Message.OrderId);
+        return SimulatedFailures.Answer(options, outbox, context.Message.OrderId, context.CancellationToken, () => new ReservationReleased(context.Message.OrderId));
     }
 }
 
@@ -58,22 +62,19 @@ public sealed class WarehouseService(IOptions<FulfillmentOptions> options, IOutb
 public sealed class PurchasingService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<CreatePurchaseOrder>, IConsumer<CancelPurchaseOrder>
 {
     /// <inheritdoc />
-    public async Task Consume(ConsumeContext<CreatePurchaseOrder> context)
+    public Task Consume(ConsumeContext<CreatePurchaseOrder> context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.PurchaseOrder) is { } sku)
-            outbox.Publish(new PurchaseOrderFailed(context.Message.OrderId, $"supplier refused {sku}"), context.Message.OrderId);
-        else
-            outbox.Publish(new PurchaseOrderCreated(context.Message.OrderId, NewId.NextGuid()), context.Message.OrderId);
+        var id = context.Message.OrderId;
+        return SimulatedFailures.Answer(options, outbox, id, context.CancellationToken, () => new PurchaseOrderCreated(id, NewId.NextGuid()),
+            context.Message.Lines, SimulatedFailures.PurchaseOrder, sku => new PurchaseOrderFailed(id, $"supplier refused {sku}"));
     }
 
     /// <inheritdoc />
-    public async Task Consume(ConsumeContext<CancelPurchaseOrder> context)
+    public Task Consume(ConsumeContext<CancelPurchaseOrder> context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        outbox.Publish(new PurchaseOrderCancelled(context.Message.OrderId), context.Message.OrderId);
+        return SimulatedFailures.Answer(options, outbox, context.Message.OrderId, context.CancellationToken, () => new PurchaseOrderCancelled(context.Message.OrderId));
     }
 }
 
@@ -81,13 +82,11 @@ public sealed class PurchasingService(IOptions<FulfillmentOptions> options, IOut
 public sealed class InventoryService(IOptions<FulfillmentOptions> options, IOutbox outbox) : IConsumer<UpdateInventory>
 {
     /// <inheritdoc />
-    public async Task Consume(ConsumeContext<UpdateInventory> context)
+    public Task Consume(ConsumeContext<UpdateInventory> context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        await SimulatedFailures.Delay(options, context.CancellationToken).ConfigureAwait(false);
-        if (SimulatedFailures.Failing(context.Message.Lines, SimulatedFailures.Inventory) is { } sku)
-            outbox.Publish(new InventoryUpdateFailed(context.Message.OrderId, $"inventory locked for {sku}"), context.Message.OrderId);
-        else
-            outbox.Publish(new InventoryUpdated(context.Message.OrderId), context.Message.OrderId);
+        var id = context.Message.OrderId;
+        return SimulatedFailures.Answer(options, outbox, id, context.CancellationToken, () => new InventoryUpdated(id),
+            context.Message.Lines, SimulatedFailures.Inventory, sku => new InventoryUpdateFailed(id, $"inventory locked for {sku}"));
     }
 }

@@ -21,16 +21,22 @@ public static class RoutingExtensions
     {
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(routes);
-        var catalog = bus.Where(d => d.ServiceType == typeof(RouteCatalog)).Select(d => d.ImplementationInstance).OfType<RouteCatalog>().FirstOrDefault();
-        if (catalog is null)
-        {
-            catalog = new RouteCatalog();
-            bus.AddSingleton(catalog);
-        }
+        var catalog = Declarations(bus, () => new RouteCatalog());
 
         AddRouteServices(bus);
         routes(catalog);
         return bus;
+    }
+
+    /// <summary>The one instance of a declaration catalog in <paramref name="services"/>: every Add... call adds to the same one.</summary>
+    internal static T Declarations<T>(IServiceCollection services, Func<T> create)
+        where T : class
+    {
+        if (services.Select(d => d.ImplementationInstance).OfType<T>().FirstOrDefault() is { } existing)
+            return existing;
+        var catalog = create();
+        services.AddSingleton(catalog);
+        return catalog;
     }
 
     /// <summary>What routes and itineraries share: their control, their metrics and the start check.</summary>

@@ -18,12 +18,7 @@ public static class RoutingSlipRegistrationExtensions
     {
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(itineraries);
-        var catalog = bus.Where(d => d.ServiceType == typeof(ItineraryCatalog)).Select(d => d.ImplementationInstance).OfType<ItineraryCatalog>().FirstOrDefault();
-        if (catalog is null)
-        {
-            catalog = new ItineraryCatalog(bus);
-            bus.AddSingleton(catalog);
-        }
+        var catalog = RoutingExtensions.Declarations(bus, () => new ItineraryCatalog(bus));
 
         itineraries(catalog);
         var failures = catalog.Validate();
