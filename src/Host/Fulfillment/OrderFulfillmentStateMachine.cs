@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Integration.Host.Contracts;
 using MassTransit;
@@ -14,10 +15,13 @@ namespace Integration.Host.Fulfillment;
 public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<OrderFulfillmentState>
 {
     /// <summary>Defines the machine with the approval limit and timeout from <paramref name="options"/>.</summary>
-    public OrderFulfillmentStateMachine(IOptions<FulfillmentOptions> options)
+    public OrderFulfillmentStateMachine(IOptions<FulfillmentOptions> options, IMeterFactory? meters = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var settings = options.Value;
+        var meter = meters?.Create("Integration.Host.Fulfillment") ?? new Meter("Integration.Host.Fulfillment");
+        _staleEvents = meter.CreateCounter<long>("integration.fulfillment.stale_events", "{event}",
+            "Events ignored because the saga had already left the step they answer (redelivered copies)");
         InstanceState(x => x.CurrentState);
 
         Event(() => Submitted, e => e.CorrelateById(m => m.Message.OrderId));
@@ -135,17 +139,15 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
         DuringAny(Ignore(Submitted));
         OnUnhandledEvent(context =>
         {
-            SagaDuplicates.Add(1, new KeyValuePair<string, object?>("event", context.Event.Name), new KeyValuePair<string, object?>("state", context.Saga.CurrentState));
+            _staleEvents.Add(1, new KeyValuePair<string, object?>("event", context.Event.Name), new KeyValuePair<string, object?>("state", context.Saga.CurrentState));
             return context.Ignore();
         });
         foreach (var state in new[] { Reserving, CreatingPurchaseOrder, UpdatingInventory, CancellingPurchaseOrder, ReleasingReservation, Completed, Failed })
             During(state, Ignore(Approved), Ignore(Rejected), Ignore(ApprovalTimeout.Received));
     }
 
-    static readonly System.Diagnostics.Metrics.Meter Meter = new("Integration.Host.Fulfillment");
-
-    static readonly System.Diagnostics.Metrics.Counter<long> SagaDuplicates = Meter.CreateCounter<long>(
-        "integration.fulfillment.stale_events", "{event}", "Events ignored because the saga had already left the step they answer (redelivered copies)");
+    /// <summary>Events ignored because the saga had already left the step they answer (redelivered copies), on the host's meter factory.</summary>
+    readonly Counter<long> _staleEvents;
 
     static void Correlate<T>(IEventCorrelationConfigurator<OrderFulfillmentState, T> e, Func<T, Guid> orderId)
         where T : class
