@@ -23,7 +23,8 @@ dotnet test Integration.sln -c Release --no-build -nologo \
 status=$?
 
 # Packages: every library packs (README, symbols, package validation, public API baseline); a worker host outside the
-# solution (samples/) is then built from those packages only and its spec runs against the same broker and database.
+# solution (samples/) is then built from those packages only and its spec runs against the same broker and database,
+# and so is a project made from the integration-worker template.
 # Each run packs a version of its own, so a package cache never serves a stale build.
 version="$(sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props)-ci.$(date -u +%Y%m%d%H%M%S)"
 rm -rf artifacts/packages
@@ -34,6 +35,11 @@ if dotnet pack Integration.sln -c Release --no-build -nologo -v q -o artifacts/p
     --logger "trx;LogFileName=packaged-worker.trx" --logger "console;verbosity=normal" --results-directory "$results"
   sample_status=$?
   [ "$status" -eq 0 ] && status=$sample_status
+  # The project template: installed into a private hive, a project generated in a temporary folder that restores only
+  # the freshly packed packages (plus the public registry), its tests run against the same services.
+  scripts/template-check.sh "$version" artifacts/packages "$results"
+  template_status=$?
+  [ "$status" -eq 0 ] && status=$template_status
 else
   echo "[test] dotnet pack failed" >&2
   status=1
