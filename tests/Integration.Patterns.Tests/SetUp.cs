@@ -1,4 +1,4 @@
-using Integration.Testing;
+using Integration.Testing.NUnit;
 using NUnit.Framework;
 
 /// <summary>Stops the shared test infrastructure after the last test of this assembly.</summary>

@@ -27,7 +27,7 @@ public sealed class FulfillmentCrash_Specs
         };
 
         Guid waiting, inFlight;
-        await using (var doomed = await HostProcess.StartAsync(settings))
+        await using (var doomed = await HostProcess.StartAsync("Integration.Host.dll", settings))
         {
             var orders = new OrdersClient(doomed.Client);
             waiting = await orders.Submit(("PUMP-1", 250));
@@ -44,7 +44,7 @@ public sealed class FulfillmentCrash_Specs
         Assert.That(await Status(database, inFlight), Is.Not.EqualTo("Completed"), "precondition: the second order was mid-saga when the host died");
 
         settings["Integration:Fulfillment:SimulatedServiceDelay"] = "00:00:00";
-        await using var restarted = await HostProcess.StartAsync(settings);
+        await using var restarted = await HostProcess.StartAsync("Integration.Host.dll", settings);
         var resumed = new OrdersClient(restarted.Client);
 
         var completed = await resumed.WaitFor(inFlight, "Completed", TimeSpan.FromSeconds(60));

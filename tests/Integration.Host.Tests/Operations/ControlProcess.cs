@@ -45,7 +45,7 @@ public sealed class ControlProcess : IAsyncDisposable
         };
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
             settings[key] = value;
-        var process = await HostProcess.StartAsync(settings);
+        var process = await HostProcess.StartAsync("Integration.Host.dll", settings);
         var host = new ControlProcess(broker, database, process);
         Assert.That(await Eventually.TrueAsync(async () =>
         {

@@ -59,7 +59,7 @@ public sealed class OrdersCrash_Specs
                 ["Integration:RabbitMq:Host"] = "127.0.0.1",
                 ["Integration:RabbitMq:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             };
-            await using var doomed = await HostProcess.StartAsync(throughProxy);
+            await using var doomed = await HostProcess.StartAsync("Integration.Host.dll", throughProxy);
             proxy.Disconnect();
 
             for (var i = 0; i < 20; i++)
@@ -77,7 +77,7 @@ public sealed class OrdersCrash_Specs
 
         Assert.That(received, Is.Empty, "precondition: nothing was delivered before the crash");
 
-        await using var restarted = await HostProcess.StartAsync(settings);
+        await using var restarted = await HostProcess.StartAsync("Integration.Host.dll", settings);
 
         Assert.That(await Eventually.TrueAsync(() => Task.FromResult(orderIds.All(received.ContainsKey)), TimeSpan.FromSeconds(60)), Is.True,
             () => $"delivered {orderIds.Count(received.ContainsKey)} of {orderIds.Count} after the restart");

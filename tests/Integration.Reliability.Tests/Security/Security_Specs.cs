@@ -59,7 +59,7 @@ public sealed class Security_Specs
             SslMode = SslMode.Require, // the local server has ssl=on (a self-signed certificate): encrypted, not verified
             ApplicationName = _applicationName,
         }.ConnectionString;
-        _host = await HostProcess.StartAsync(new Dictionary<string, string?>(_broker.HostSettings())
+        _host = await HostProcess.StartAsync("Integration.Host.dll", new Dictionary<string, string?>(_broker.HostSettings())
         {
             ["Integration:RabbitMq:Username"] = _brokerUser,
             ["Integration:RabbitMq:Password"] = _brokerPassword,
@@ -114,7 +114,7 @@ public sealed class Security_Specs
     public async Task When_the_broker_refuses_the_credentials_should_log_the_failure_without_the_password()
     {
         var wrong = $"Wrong{Guid.NewGuid():N}";
-        await using var host = await HostProcess.StartAsync(new Dictionary<string, string?>(_broker.HostSettings())
+        await using var host = await HostProcess.StartAsync("Integration.Host.dll", new Dictionary<string, string?>(_broker.HostSettings())
         {
             ["Integration:RabbitMq:Username"] = _brokerUser,
             ["Integration:RabbitMq:Password"] = wrong,

@@ -110,7 +110,7 @@ public sealed class FaultRun : IAsyncDisposable
     public async Task<HostProcess> StartHostAsync(int? port = null, bool waitUntilReady = true)
     {
         // Not waiting (a restart under load): the traffic finds the host when it answers, and the accounting catches one that never does.
-        var host = await HostProcess.StartAsync(HostSettings(), port, waitUntilLive: waitUntilReady).ConfigureAwait(false);
+        var host = await HostProcess.StartAsync("Integration.Host.dll", HostSettings(), port, waitUntilLive: waitUntilReady).ConfigureAwait(false);
         lock (_gate)
         {
             _hosts.Add(host);

@@ -13,10 +13,16 @@ public sealed class TestBroker : IAsyncDisposable
         VirtualHost = virtualHost;
     }
 
+    /// <summary>The virtual host's name.</summary>
     public string VirtualHost { get; }
+
+    /// <summary>The broker's host name.</summary>
     public string Host => _infrastructure.RabbitMqUri.Host;
+    /// <summary>The broker's AMQP port.</summary>
     public ushort Port => (ushort)(_infrastructure.RabbitMqUri.IsDefaultPort || _infrastructure.RabbitMqUri.Port <= 0 ? 5672 : _infrastructure.RabbitMqUri.Port);
+    /// <summary>The broker user.</summary>
     public string Username => _infrastructure.RabbitMqUser;
+    /// <summary>The broker user's password.</summary>
     public string Password => _infrastructure.RabbitMqPassword;
 
     /// <summary>AMQP URI of this virtual host, for RabbitMQ.Client.</summary>
@@ -64,5 +70,6 @@ public sealed class TestBroker : IAsyncDisposable
         }
     }
 
+    /// <summary>Deletes the virtual host with every exchange and queue in it.</summary>
     public async ValueTask DisposeAsync() => await _infrastructure.DeleteVirtualHostAsync(VirtualHost).ConfigureAwait(false);
 }

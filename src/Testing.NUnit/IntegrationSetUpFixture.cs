@@ -1,6 +1,6 @@
 using NUnit.Framework;
 
-namespace Integration.Testing;
+namespace Integration.Testing.NUnit;
 
 /// <summary>
 /// Derive one <c>[SetUpFixture]</c> per test assembly (outside any namespace) from this class: the shared
@@ -8,6 +8,7 @@ namespace Integration.Testing;
 /// </summary>
 public abstract class IntegrationSetUpFixture
 {
+    /// <summary>Stops containers this run started; services named by environment variables are left running.</summary>
     [OneTimeTearDown]
     public Task StopInfrastructure() => IntegrationInfrastructure.ShutdownAsync();
 }

@@ -12,8 +12,12 @@ public sealed class TestDatabase : IAsyncDisposable
         ConnectionString = connectionString;
     }
 
+    /// <summary>The database's name.</summary>
     public string Name { get; }
+
+    /// <summary>Connection string of the database (the infrastructure's role).</summary>
     public string ConnectionString { get; }
 
+    /// <summary>Drops the database, closing any connection still open to it.</summary>
     public async ValueTask DisposeAsync() => await _infrastructure.DropDatabaseAsync(Name).ConfigureAwait(false);
 }

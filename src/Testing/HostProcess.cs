@@ -6,7 +6,7 @@ using System.Net.Sockets;
 namespace Integration.Testing;
 
 /// <summary>
-/// The real host (<c>Integration.Host.dll</c> from the test's output) as a child process: it can be SIGKILLed like a
+/// A host (an application assembly from the test's output, e.g. <c>MyWorker.dll</c>) as a child process: it can be SIGKILLed like a
 /// crashed machine, restarted on the same port, and everything it writes to stdout/stderr is kept for asserting on.
 /// </summary>
 public sealed class HostProcess : IAsyncDisposable
@@ -35,15 +35,16 @@ public sealed class HostProcess : IAsyncDisposable
     public string Output => string.Join('\n', _output);
 
     /// <summary>
-    /// Starts the host with <paramref name="settings"/> as environment variables (<c>Integration:X</c> → <c>Integration__X</c>) on
+    /// Starts <paramref name="entryAssembly"/> (a file name in the test's output directory, or a path) with <paramref name="settings"/> as environment variables (<c>Integration:X</c> → <c>Integration__X</c>) on
     /// <paramref name="port"/> (a free one when null) and, unless told otherwise, waits until <c>/health/live</c> answers.
     /// </summary>
-    public static async Task<HostProcess> StartAsync(IReadOnlyDictionary<string, string?> settings, int? port = null, bool waitUntilLive = true,
+    public static async Task<HostProcess> StartAsync(string entryAssembly, IReadOnlyDictionary<string, string?> settings, int? port = null, bool waitUntilLive = true,
         TimeSpan? timeout = null)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(entryAssembly);
         ArgumentNullException.ThrowIfNull(settings);
         var address = new Uri($"http://127.0.0.1:{port ?? FreePort()}/");
-        var info = new ProcessStartInfo("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, "Integration.Host.dll")}\"")
+        var info = new ProcessStartInfo("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, entryAssembly)}\"")
         {
             WorkingDirectory = AppContext.BaseDirectory,
             RedirectStandardOutput = true,

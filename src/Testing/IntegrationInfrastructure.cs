@@ -40,10 +40,19 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         RabbitMqPassword = user.Length == 0 ? "guest" : password;
     }
 
+    /// <summary>AMQP URI of the broker (its default virtual host).</summary>
     public Uri RabbitMqUri { get; }
+
+    /// <summary>Base URI of the broker's management API.</summary>
     public Uri ManagementUri { get; }
+
+    /// <summary>The broker user (from the URI; <c>guest</c> when it names none).</summary>
     public string RabbitMqUser { get; }
+
+    /// <summary>The broker user's password.</summary>
     public string RabbitMqPassword { get; }
+
+    /// <summary>Connection string of a PostgreSQL role that may create and drop databases.</summary>
     public string PostgresConnectionString { get; }
 
     /// <summary>The shared infrastructure of this test run, started on first use.</summary>
@@ -171,9 +180,18 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         var escaped = Uri.EscapeDataString(vhost);
         using (var created = await ManagementRequest(HttpMethod.Put, $"api/vhosts/{escaped}").ConfigureAwait(false))
             created.EnsureSuccessStatusCode();
-        using (var granted = await ManagementRequest(HttpMethod.Put, $"api/permissions/{escaped}/{Uri.EscapeDataString(RabbitMqUser)}",
-                   """{"configure":".*","write":".*","read":".*"}""").ConfigureAwait(false))
+        try
+        {
+            using var granted = await ManagementRequest(HttpMethod.Put, $"api/permissions/{escaped}/{Uri.EscapeDataString(RabbitMqUser)}",
+                """{"configure":".*","write":".*","read":".*"}""").ConfigureAwait(false);
             granted.EnsureSuccessStatusCode();
+        }
+        catch
+        {
+            await DeleteVirtualHostAsync(vhost).ConfigureAwait(false);
+            throw;
+        }
+
         return new TestBroker(this, vhost);
     }
 
@@ -218,6 +236,7 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
 
     static string Redact(Uri uri) => new UriBuilder(uri) { Password = uri.UserInfo.Contains(':') ? "***" : "" }.Uri.ToString();
 
+    /// <summary>Stops the containers this instance started.</summary>
     public async ValueTask DisposeAsync()
     {
         foreach (var container in _containers)

@@ -1,0 +1,31 @@
+using Integration.Outbox.Model;
+using Integration.Host.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace Integration.Testing.Specs;
+
+[TestFixture, Category("Integration")]
+public sealed class OutboxHarness_Specs
+{
+    [Test]
+    public async Task When_orders_were_committed_should_return_once_the_relay_delivered_them()
+    {
+        await using var host = await SampleHost.StartAsync();
+        for (var i = 0; i < 5; i++)
+            await host.SubmitOrder(quantity: 1);
+        await using var scope = host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<HostDbContext>();
+        var committed = await db.Set<OutboxTransaction>().MaxAsync(t => t.Sequence);
+
+        await host.Outbox.WaitUntilDeliveredAsync();
+
+        // The sagas go on committing outbox transactions of their own; everything up to the call is delivered.
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await db.Set<OutboxTransaction>().CountAsync(t => t.Sequence <= committed), Is.GreaterThanOrEqualTo(5));
+            Assert.That(await db.Set<OutboxTransaction>().CountAsync(t => t.Sequence <= committed && t.DeliveredAt == null), Is.Zero);
+        });
+    }
+}
