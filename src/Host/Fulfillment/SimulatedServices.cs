@@ -30,7 +30,10 @@ public static class SimulatedFailures
     {
         if (options.Value.SimulatedServiceDelay > TimeSpan.Zero)
             await Task.Delay(options.Value.SimulatedServiceDelay, cancellationToken).ConfigureAwait(false);
-        var sku = lines is not null && prefix is not null ? lines.FirstOrDefault(l => l.Sku.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))?.Sku : null;
+        // A command of a step that can fail must carry its lines: without them it is a bad message (a fault, dead-lettered), not a success.
+        if (prefix is not null && lines is null)
+            throw new InvalidOperationException($"The command for order {orderId} has no lines");
+        var sku = prefix is not null ? lines!.FirstOrDefault(l => l.Sku.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))?.Sku : null;
         outbox.Publish(sku is not null && failed is not null ? failed(sku) : succeeded(), orderId);
     }
 }
