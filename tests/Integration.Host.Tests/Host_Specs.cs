@@ -13,11 +13,8 @@ public sealed class Host_Specs
     [Test]
     public async Task When_broker_and_database_run_should_report_ready()
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
-        await using var database = await infrastructure.CreateDatabaseAsync("host");
-        await using var factory = HostFactory.For(broker, database);
-        using var client = factory.CreateClient();
+        await using var host = await TestHost.StartAsync("host", configure: options => options.ReadinessPath = null);
+        var client = host.Client;
 
         var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative));
         Assert.That(live.StatusCode, Is.EqualTo(HttpStatusCode.OK));
@@ -44,15 +41,12 @@ public sealed class Host_Specs
     [Test]
     public async Task When_broker_is_unreachable_should_report_not_ready_with_the_reason()
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
-        await using var database = await infrastructure.CreateDatabaseAsync("host");
         var closedPort = ClosedPort();
-        await using var factory = HostFactory.For(broker, database, new Dictionary<string, string?>
+        await using var host = await TestHost.StartAsync("host", new Dictionary<string, string?>
         {
             ["Integration:RabbitMq:Port"] = closedPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
-        using var client = factory.CreateClient();
+        }, options => options.ReadinessPath = null);
+        var client = host.Client;
 
         var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative));
         Assert.That(live.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the host must stay alive while the broker is down");
@@ -80,17 +74,15 @@ public sealed class Host_Specs
     [Test]
     public async Task When_broker_goes_down_and_comes_back_should_report_unhealthy_then_recover()
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
-        await using var database = await infrastructure.CreateDatabaseAsync("host");
-        await using var proxy = TcpProxy.Start(broker.Host, broker.Port);
-        await using var factory = HostFactory.For(broker, database, new Dictionary<string, string?>
+        var amqp = (await IntegrationInfrastructure.GetAsync()).RabbitMqUri;
+        await using var proxy = TcpProxy.Start(amqp.Host, amqp.Port > 0 ? amqp.Port : 5672);
+        await using var host = await TestHost.StartAsync("host", new Dictionary<string, string?>
         {
             ["Integration:RabbitMq:Host"] = "127.0.0.1",
             ["Integration:RabbitMq:Port"] = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Integration:RabbitMq:HeartbeatSeconds"] = "2",
-        });
-        using var client = factory.CreateClient();
+        }, options => options.ReadinessPath = null);
+        var client = host.Client;
 
         Assert.That(await ReadyStatusBecomes(client, HttpStatusCode.OK), Is.True, "host never became ready through the proxy");
 
@@ -133,11 +125,8 @@ public sealed class Host_Specs
     [Test]
     public async Task When_host_runs_should_serve_prometheus_metrics()
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        await using var broker = await infrastructure.CreateVirtualHostAsync("host");
-        await using var database = await infrastructure.CreateDatabaseAsync("host");
-        await using var factory = HostFactory.For(broker, database);
-        using var client = factory.CreateClient();
+        await using var host = await TestHost.StartAsync("host", configure: options => options.ReadinessPath = null);
+        var client = host.Client;
 
         using var response = await client.GetAsync(new Uri("/metrics", UriKind.Relative));
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));

@@ -16,14 +16,14 @@ namespace Integration.Host.Tests.Choreography;
 [Category("Integration")]
 public sealed class Choreography_Specs
 {
-    FulfillmentHost _host = null!;
+    IntegrationTestHost<Program> _host = null!;
     readonly ConcurrentQueue<(string Type, Guid? CorrelationId, Guid? ConversationId)> _seen = new();
 
     [OneTimeSetUp]
     public async Task StartHost()
     {
-        _host = await FulfillmentHost.StartAsync("choreography");
-        var handle = _host.Factory.Services.GetRequiredService<IBus>().ConnectReceiveEndpoint("test-choreography-trail", e =>
+        _host = await TestHost.StartAsync("choreography");
+        var handle = _host.Services.GetRequiredService<IBus>().ConnectReceiveEndpoint("test-choreography-trail", e =>
         {
             // One at a time: the trail queue holds the events in causal order, concurrent handlers would record them in any order.
             e.ConcurrentMessageLimit = 1;

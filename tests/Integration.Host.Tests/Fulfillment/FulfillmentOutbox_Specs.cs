@@ -1,3 +1,4 @@
+using Integration.Testing;
 using NUnit.Framework;
 
 namespace Integration.Host.Tests.Fulfillment;
@@ -10,9 +11,10 @@ public sealed class FulfillmentOutbox_Specs
     [Test]
     public async Task When_an_order_completes_should_have_sent_every_message_of_the_flow_through_the_transactional_outbox()
     {
-        await using var host = await FulfillmentHost.StartAsync("fulfillment-outbox");
-        var orderId = await host.Orders.Submit(("PUMP-1", 1));
-        await host.Orders.WaitFor(orderId, "Completed");
+        await using var host = await TestHost.StartAsync("fulfillment-outbox");
+        var orders = new OrdersClient(host.Client);
+        var orderId = await orders.Submit(("PUMP-1", 1));
+        await orders.WaitFor(orderId, "Completed");
 
         await using var connection = new Npgsql.NpgsqlConnection(host.Database.ConnectionString);
         await connection.OpenAsync();

@@ -1,4 +1,5 @@
 using System.Net;
+using Integration.Testing;
 using NUnit.Framework;
 
 namespace Integration.Host.Tests.Fulfillment;
@@ -8,10 +9,10 @@ namespace Integration.Host.Tests.Fulfillment;
 [Category("Integration")]
 public sealed class Fulfillment_Specs
 {
-    FulfillmentHost _host = null!;
+    IntegrationTestHost<Program> _host = null!;
 
     [OneTimeSetUp]
-    public async Task StartHost() => _host = await FulfillmentHost.StartAsync("fulfillment", new Dictionary<string, string?>
+    public async Task StartHost() => _host = await TestHost.StartAsync("fulfillment", new Dictionary<string, string?>
     {
         ["Integration:Fulfillment:ApprovalQuantityLimit"] = "100",
         ["Integration:Fulfillment:ApprovalTimeout"] = "00:00:02",
@@ -20,7 +21,7 @@ public sealed class Fulfillment_Specs
     [OneTimeTearDown]
     public async Task StopHost() => await _host.DisposeAsync();
 
-    OrdersClient Orders => _host.Orders;
+    OrdersClient Orders => new(_host.Client);
 
     [Test]
     public async Task When_every_step_succeeds_should_complete_with_each_step_in_order()

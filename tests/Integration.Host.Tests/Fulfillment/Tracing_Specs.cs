@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Integration.Testing;
 using NUnit.Framework;
 
 namespace Integration.Host.Tests.Fulfillment;
@@ -23,10 +24,11 @@ public sealed class Tracing_Specs
                 string.Join(' ', a.TagObjects.Select(t => $"{t.Key}={t.Value}")))),
         };
         ActivitySource.AddActivityListener(listener);
-        await using var host = await FulfillmentHost.StartAsync("tracing");
+        await using var host = await TestHost.StartAsync("tracing");
+        var orders = new OrdersClient(host.Client);
 
-        var orderId = await host.Orders.Submit(("PUMP-9", 1));
-        await host.Orders.WaitFor(orderId, "Completed");
+        var orderId = await orders.Submit(("PUMP-9", 1));
+        await orders.WaitFor(orderId, "Completed");
         // The saga's last step and its span end a moment after the status is visible.
         await Task.Delay(TimeSpan.FromSeconds(1));
 

@@ -5,7 +5,6 @@ using Integration.Operations;
 using Integration.Testing;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
-using NUnit.Framework;
 
 namespace Integration.Host.Tests.Operations;
 
@@ -15,26 +14,17 @@ public sealed class ControlHost : IAsyncDisposable
     public const string OperatorKey = "operator-key-0123456789";
     public const string ViewerKey = "viewer-key-0123456789ab";
 
-    ControlHost(TestBroker broker, TestDatabase database, HostFactory factory)
-    {
-        Broker = broker;
-        Database = database;
-        Factory = factory;
-        Client = factory.CreateClient();
-    }
+    readonly IntegrationTestHost<Program> _host;
 
-    public TestBroker Broker { get; }
-    public TestDatabase Database { get; }
-    public HostFactory Factory { get; }
-    public HttpClient Client { get; }
-    public IServiceProvider Services => Factory.Services;
+    ControlHost(IntegrationTestHost<Program> host) => _host = host;
 
-    public static async Task<ControlHost> StartAsync(string prefix, IDictionary<string, string?>? extra = null)
-    {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        var broker = await infrastructure.CreateVirtualHostAsync(prefix);
-        var database = await infrastructure.CreateDatabaseAsync(prefix);
-        var factory = HostFactory.For(broker, database, new Dictionary<string, string?>
+    public TestBroker Broker => _host.Broker;
+    public TestDatabase Database => _host.Database;
+    public HttpClient Client => _host.Client;
+    public IServiceProvider Services => _host.Services;
+
+    public static async Task<ControlHost> StartAsync(string prefix, IDictionary<string, string?>? extra = null) =>
+        new(await TestHost.StartAsync(prefix, new Dictionary<string, string?>
         {
             ["Integration:ControlBus:ApiKeys:0:Name"] = "ops",
             ["Integration:ControlBus:ApiKeys:0:Key"] = OperatorKey,
@@ -42,24 +32,7 @@ public sealed class ControlHost : IAsyncDisposable
             ["Integration:ControlBus:ApiKeys:1:Name"] = "dashboard",
             ["Integration:ControlBus:ApiKeys:1:Key"] = ViewerKey,
             ["Integration:ControlBus:ApiKeys:1:Role"] = "Viewer",
-        }.Concat(extra ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value));
-        var host = new ControlHost(broker, database, factory);
-        try
-        {
-            Assert.That(await Eventually.TrueAsync(async () =>
-            {
-                using var response = await host.Client.GetAsync(new Uri("/health/ready", UriKind.Relative));
-                return response.IsSuccessStatusCode;
-            }, TimeSpan.FromSeconds(30)), Is.True, "host never became ready");
-        }
-        catch
-        {
-            await host.DisposeAsync(); // the fixture's teardown never sees a host that did not start
-            throw;
-        }
-
-        return host;
-    }
+        }.Concat(extra ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value)));
 
     /// <summary>Sends a control call; returns the status and the JSON body.</summary>
     public async Task<(HttpStatusCode Status, JsonElement Body)> Send(HttpMethod method, string path, string? key, object? body = null)
@@ -91,11 +64,5 @@ public sealed class ControlHost : IAsyncDisposable
         where T : class =>
         await (await Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri($"queue:{queue}"))).Send(message);
 
-    public async ValueTask DisposeAsync()
-    {
-        Client.Dispose();
-        await Factory.DisposeAsync();
-        await Broker.DisposeAsync();
-        await Database.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
 }

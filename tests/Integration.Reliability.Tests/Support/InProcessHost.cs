@@ -1,35 +1,28 @@
 using System.Text;
 using Integration.Testing;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.Configuration;
-using NUnit.Framework;
 using RabbitMQ.Client;
 
 namespace Integration.Reliability.Tests.Support;
 
-/// <summary>The real host in-process (WebApplicationFactory) on its own vhost and database, with a raw AMQP connection for playing a misbehaving producer.</summary>
+/// <summary>The real host in-process (<see cref="IntegrationTestHost{TProgram}"/>) on its own vhost and database, with a raw AMQP connection for playing a misbehaving producer.</summary>
 public sealed class InProcessHost : IAsyncDisposable
 {
-    readonly Factory _factory;
+    readonly IntegrationTestHost<Program> _host;
 
-    InProcessHost(TestBroker broker, TestDatabase database, Factory factory, IConnection connection)
+    InProcessHost(IntegrationTestHost<Program> host, IConnection connection)
     {
-        Broker = broker;
-        Database = database;
-        _factory = factory;
+        _host = host;
         Connection = connection;
-        Client = factory.CreateClient();
     }
 
     /// <summary>The host's vhost.</summary>
-    public TestBroker Broker { get; }
+    public TestBroker Broker => _host.Broker;
 
     /// <summary>The host's database.</summary>
-    public TestDatabase Database { get; }
+    public TestDatabase Database => _host.Database;
 
     /// <summary>HTTP client of the host.</summary>
-    public HttpClient Client { get; }
+    public HttpClient Client => _host.Client;
 
     /// <summary>A plain AMQP connection to the host's vhost.</summary>
     public IConnection Connection { get; }
@@ -37,21 +30,21 @@ public sealed class InProcessHost : IAsyncDisposable
     /// <summary>Starts the host with <paramref name="extra"/> settings and waits until it is ready.</summary>
     public static async Task<InProcessHost> StartAsync(string prefix, IDictionary<string, string?>? extra = null)
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        var broker = await infrastructure.CreateVirtualHostAsync(prefix);
-        var database = await infrastructure.CreateDatabaseAsync(prefix);
-        var settings = new Dictionary<string, string?>(broker.HostSettings()) { ["Integration:Postgres:ConnectionString"] = database.ConnectionString };
-        foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
-            settings[key] = value;
-        var factory = new Factory(settings);
-        var connection = await new ConnectionFactory { Uri = broker.AmqpUri }.CreateConnectionAsync("misbehaving-producer");
-        var host = new InProcessHost(broker, database, factory, connection);
-        Assert.That(await Eventually.TrueAsync(async () =>
+        var host = await IntegrationTestHost<Program>.StartAsync(options =>
         {
-            using var response = await host.Client.GetAsync(new Uri("/health/ready", UriKind.Relative));
-            return response.IsSuccessStatusCode;
-        }, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250)), Is.True, "host never became ready");
-        return host;
+            options.NamePrefix = prefix;
+            foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
+                options.Settings[key] = value;
+        });
+        try
+        {
+            return new InProcessHost(host, await new ConnectionFactory { Uri = host.Broker.AmqpUri }.CreateConnectionAsync("misbehaving-producer"));
+        }
+        catch
+        {
+            await host.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>Publishes <paramref name="body"/> straight to <paramref name="queue"/> (default exchange) with a confirm.</summary>
@@ -112,19 +105,7 @@ public sealed class InProcessHost : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
-        Client.Dispose();
         await Connection.DisposeAsync();
-        await _factory.DisposeAsync();
-        await Broker.DisposeAsync();
-        await Database.DisposeAsync();
-    }
-
-    sealed class Factory(IReadOnlyDictionary<string, string?> settings) : WebApplicationFactory<Program>
-    {
-        protected override void ConfigureWebHost(IWebHostBuilder builder)
-        {
-            builder.UseEnvironment("Testing");
-            builder.ConfigureAppConfiguration(configuration => configuration.AddInMemoryCollection(settings));
-        }
+        await _host.DisposeAsync();
     }
 }
