@@ -100,7 +100,10 @@ public sealed class RouteHarness : IAsyncDisposable
     }
 
     /// <summary>Publishes a raw body (no MassTransit envelope) straight to a queue, as a producer outside .NET would.</summary>
-    /// <param name="queue">The queue (published through the default exchange).</param>
+    /// <param name="queue">
+    /// The queue, published to through the default exchange: it must exist already (the broker drops a message for a
+    /// queue not declared yet), so start the bus with <c>MassTransitHostOptions.WaitUntilStarted</c>.
+    /// </param>
     /// <param name="body">The body as sent.</param>
     /// <param name="contentType">The AMQP content type, e.g. <c>application/json</c>, <c>application/xml</c>, <c>text/csv</c>; null for none.</param>
     /// <param name="headers">AMQP headers.</param>
@@ -137,7 +140,9 @@ public sealed class RouteHarness : IAsyncDisposable
 
     /// <summary>
     /// Sends <paramref name="message"/> to a queue in a MassTransit JSON envelope (<c>application/vnd.masstransit+json</c>),
-    /// as a MassTransit producer would; returns the envelope's message id (also its conversation id).
+    /// as a MassTransit producer would; returns the envelope's message id (also its conversation id). Like
+    /// <see cref="PublishRawAsync(string, ReadOnlyMemory{byte}, string?, IReadOnlyDictionary{string, object?}?, string?)"/>,
+    /// straight to a queue that exists already.
     /// </summary>
     public async Task<Guid> PublishAsync<T>(string queue, T message, Guid? correlationId = null)
         where T : class

@@ -1,3 +1,4 @@
+using Integration.Host.Fulfillment;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -17,6 +18,8 @@ public sealed class RouteHarness_Specs
     {
         var broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("route");
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        // Started means the endpoint's queue is declared: a raw publish straight to it is not dropped.
+        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
         builder.Services.AddMassTransit(x => x.UsingRabbitMq((_, cfg) =>
         {
             broker.ConfigureHost(cfg);
@@ -139,5 +142,27 @@ public sealed class RouteHarness_Specs
             Assert.That(csv.Text, Is.EqualTo("a,b,c\n1,2,3"));
             Assert.That(csv.Reason, Is.EqualTo("fault"), string.Join(",", csv.Headers));
         });
+    }
+
+    [Test]
+    public async Task When_watching_a_running_host_should_observe_its_commands_and_faults_without_taking_them()
+    {
+        await using var host = await SampleHost.StartAsync();
+        await using var harness = await RouteHarness.StartAsync(host.Broker);
+        await harness.WatchAsync("fulfillment-warehouse");
+
+        var orderId = await host.SubmitOrder(quantity: 2);
+        var reserve = await harness.WaitForAsync("fulfillment-warehouse", m => m.Is<ReserveParts>() && m.Deserialize<ReserveParts>()!.OrderId == orderId);
+        await harness.PublishAsync("fulfillment-warehouse", new ReserveParts(Guid.NewGuid(), null!));
+        var faulted = await harness.NextErrorAsync("fulfillment-warehouse");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reserve.ConversationId, Is.Not.Null);
+            Assert.That(faulted.Reason, Is.EqualTo("fault"), faulted.ToString());
+            Assert.That(faulted.FaultExceptionType, Is.Not.Null);
+        });
+        // Watching took nothing from the host: the order goes on to be fulfilled.
+        await host.Saga<OrderFulfillmentState>().WaitForStateAsync(orderId, "Completed");
     }
 }
