@@ -13,6 +13,8 @@ public sealed class TestBroker : IAsyncDisposable
         VirtualHost = virtualHost;
     }
 
+    internal IntegrationInfrastructure Infrastructure => _infrastructure;
+
     /// <summary>The virtual host's name.</summary>
     public string VirtualHost { get; }
 

@@ -31,6 +31,7 @@ public sealed class RabbitMq : ITransport
 {
     readonly bool _owned = true;
     TestBroker? _broker;
+    Integration.Testing.RouteHarness? _raw;
 
     public RabbitMq()
     {
@@ -47,65 +48,34 @@ public sealed class RabbitMq : ITransport
     /// <summary>This spec's virtual host.</summary>
     public TestBroker Broker => _broker ?? throw new InvalidOperationException("Not started");
 
+    /// <summary>The kit's route harness on this virtual host: raw publishing, reading and watching queues as a non-.NET client would.</summary>
+    public Integration.Testing.RouteHarness Raw => _raw ?? throw new InvalidOperationException("Not started");
+
     /// <summary>Publishes a raw body (no MassTransit envelope) to a queue, as a non-.NET producer would.</summary>
-    public async Task PublishRawAsync(string queue, string? contentType, string body)
-    {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
-        await using var connection = await factory.CreateConnectionAsync("raw-producer");
-        await using var channel = await connection.CreateChannelAsync();
-        var properties = new RabbitMQ.Client.BasicProperties { ContentType = contentType, MessageId = Guid.NewGuid().ToString(), DeliveryMode = RabbitMQ.Client.DeliveryModes.Persistent };
-        await channel.BasicPublishAsync("", queue, false, properties, System.Text.Encoding.UTF8.GetBytes(body));
-    }
+    public Task PublishRawAsync(string queue, string? contentType, string body) => Raw.PublishRawAsync(queue, body, contentType);
 
     /// <summary>Publishes a body with the given AMQP properties to a queue, as a non-.NET producer would.</summary>
-    public async Task PublishRawAsync(string queue, RabbitMQ.Client.BasicProperties properties, byte[] body)
-    {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
-        await using var connection = await factory.CreateConnectionAsync("raw-producer");
-        await using var channel = await connection.CreateChannelAsync();
-        await channel.BasicPublishAsync("", queue, false, properties, body);
-    }
+    public Task PublishRawAsync(string queue, RabbitMQ.Client.BasicProperties properties, byte[] body) => Raw.PublishRawAsync(queue, properties, body);
 
     /// <summary>Waits for one message on a queue and takes it as a non-.NET consumer would (null when none came).</summary>
     public async Task<RawDelivery?> TakeRawAsync(string queue, double seconds = 10)
     {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
-        await using var connection = await factory.CreateConnectionAsync("raw-consumer");
-        for (var deadline = DateTime.UtcNow.AddSeconds(seconds); DateTime.UtcNow < deadline; await Task.Delay(50))
+        try
         {
-            // A channel per attempt: reading a queue the route has not declared yet closes the channel.
-            await using var channel = await connection.CreateChannelAsync();
-            RabbitMQ.Client.BasicGetResult? result;
-            try
-            {
-                result = await channel.BasicGetAsync(queue, true);
-            }
-            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
-            {
-                continue;
-            }
-
-            if (result is null)
-                continue;
-            var headers = (result.BasicProperties.Headers ?? new Dictionary<string, object?>()).ToDictionary(h => h.Key,
-                h => h.Value is byte[] b ? System.Text.Encoding.UTF8.GetString(b) : h.Value?.ToString() ?? "");
-            return new RawDelivery(result.Body.ToArray(), result.BasicProperties.ContentType, result.BasicProperties.ContentEncoding, headers);
+            var taken = await Raw.TakeAsync(queue, TimeSpan.FromSeconds(seconds));
+            return new RawDelivery(taken.Body, taken.ContentType, taken.ContentEncoding, taken.Headers);
         }
-
-        return null;
+        catch (AwaitTimeoutException)
+        {
+            return null;
+        }
     }
 
-    /// <summary>Takes one message from a queue (null when empty) and returns its headers as strings.</summary>
-    public async Task<IReadOnlyDictionary<string, string>?> GetRawAsync(string queue)
+    public async Task StartAsync()
     {
-        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = Broker.AmqpUri };
-        await using var connection = await factory.CreateConnectionAsync("raw-reader");
-        await using var channel = await connection.CreateChannelAsync();
-        var result = await channel.BasicGetAsync(queue, true);
-        return result?.BasicProperties.Headers?.ToDictionary(h => h.Key, h => h.Value is byte[] b ? System.Text.Encoding.UTF8.GetString(b) : h.Value?.ToString() ?? "");
+        _broker ??= await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
+        _raw ??= await Integration.Testing.RouteHarness.StartAsync(_broker);
     }
-
-    public async Task StartAsync() => _broker ??= await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("patterns");
 
     public void Use(IBusRegistrationConfigurator bus, Action<IBusRegistrationContext, IBusFactoryConfigurator> configure) =>
         bus.UsingRabbitMq((context, cfg) =>
@@ -116,6 +86,8 @@ public sealed class RabbitMq : ITransport
 
     public async ValueTask DisposeAsync()
     {
+        if (_raw is not null)
+            await _raw.DisposeAsync();
         if (_broker is not null && _owned)
             await _broker.DisposeAsync();
     }
