@@ -172,10 +172,24 @@ public sealed class RouteHarness : IAsyncDisposable
         return messageId;
     }
 
+    /// <summary>
+    /// Publishes with publisher confirms and <c>mandatory</c>: a message the broker cannot route (no such queue yet) or
+    /// refuses fails the publish with the reason instead of vanishing.
+    /// </summary>
     async Task PublishAsync(string exchange, string routingKey, BasicProperties properties, ReadOnlyMemory<byte> body)
     {
-        await using var channel = await _connection.CreateChannelAsync().ConfigureAwait(false);
-        await channel.BasicPublishAsync(exchange, routingKey, false, properties, body).ConfigureAwait(false);
+        await using var channel = await _connection.CreateChannelAsync(
+            new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true)).ConfigureAwait(false);
+        try
+        {
+            await channel.BasicPublishAsync(exchange, routingKey, mandatory: true, properties, body).ConfigureAwait(false);
+        }
+        catch (RabbitMQ.Client.Exceptions.PublishException exception) when (exception.IsReturn)
+        {
+            throw new InvalidOperationException(
+                $"The broker could not route the message to '{(exchange.Length == 0 ? routingKey : exchange)}' on virtual host '{Broker.VirtualHost}': " +
+                "no queue is bound there yet (start the host first, or WatchAsync the queue)", exception);
+        }
     }
 
     /// <summary>What a watched queue received so far (in arrival order).</summary>

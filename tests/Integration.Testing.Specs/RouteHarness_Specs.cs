@@ -165,4 +165,15 @@ public sealed class RouteHarness_Specs
         // Watching took nothing from the host: the order goes on to be fulfilled.
         await host.Saga<OrderFulfillmentState>().WaitForStateAsync(orderId, "Completed");
     }
+
+    [Test]
+    public async Task When_a_raw_message_is_published_to_a_queue_that_does_not_exist_should_fail_instead_of_dropping_it()
+    {
+        await using var broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("route-missing");
+        await using var harness = await RouteHarness.StartAsync(broker);
+
+        var failure = Assert.ThrowsAsync<InvalidOperationException>(() => harness.PublishRawAsync("no-such-queue", "{}", "application/json"));
+
+        Assert.That(failure!.Message, Does.Contain("no-such-queue").And.Contain("could not route"));
+    }
 }
