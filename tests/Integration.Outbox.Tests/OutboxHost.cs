@@ -7,8 +7,6 @@ using Integration.Testing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Integration.Outbox.Tests;
 
@@ -126,14 +124,17 @@ public sealed class WidgetCreatedConsumer(Received received) : IConsumer<WidgetC
     }
 }
 
-/// <summary>A process with the outbox (and optionally its relay and a consumer) on a test's own database and vhost.</summary>
+/// <summary>A host with the outbox (and optionally its relay and a consumer) on a test's own database and vhost, built on the kit's <see cref="IntegrationServiceHost"/>.</summary>
 public sealed class OutboxHost : IAsyncDisposable
 {
-    readonly IHost _host;
+    readonly IntegrationServiceHost _host;
 
-    OutboxHost(IHost host) => _host = host;
+    OutboxHost(IntegrationServiceHost host) => _host = host;
 
     public IServiceProvider Services => _host.Services;
+
+    /// <summary>The kit's host: outbox harness, broker, database.</summary>
+    public IntegrationServiceHost Host => _host;
 
     public Received Received => _host.Services.GetRequiredService<Received>();
 
@@ -141,67 +142,69 @@ public sealed class OutboxHost : IAsyncDisposable
         Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null,
         bool busOutbox = false, string? schema = null, bool dbContextAfterOutbox = false)
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(received ?? new Received());
-        builder.Services.AddSingleton(new OutboxSchema(schema));
-        // No interceptor here: AddIntegrationOutbox wires it into ShopDbContext's options, registered before or after it.
-        void AddDbContext() => builder.Services.AddDbContext<ShopDbContext>(o => o.UseNpgsql(database.ConnectionString)
-            .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, SchemaModelCacheKeyFactory>());
-        if (!dbContextAfterOutbox)
-            AddDbContext();
-        builder.Services.AddIntegrationOutbox<ShopDbContext>(o =>
+        var host = await IntegrationServiceHost.StartAsync(h =>
         {
-            o.RunRelay = relay;
-            o.PollInterval = TimeSpan.FromSeconds(30);
-            outbox?.Invoke(o);
-        });
-        if (dbContextAfterOutbox)
-            AddDbContext();
-        builder.Services.AddMassTransit(x =>
-        {
-            if (busOutbox)
-                x.AddIntegrationBusOutbox();
-            if (consume)
-                x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e =>
-                {
-                    // One at a time: the order received is the order the broker delivered (what the ordering spec checks).
-                    e.Name = "widgets";
-                    e.PrefetchCount = 1;
-                    e.ConcurrentMessageLimit = 1;
-                });
-            if (inbox is not null)
+            h.Services.AddSingleton(received ?? new Received());
+            h.Services.AddSingleton(new OutboxSchema(schema));
+            // No interceptor here: AddIntegrationOutbox wires it into ShopDbContext's options, registered before or after it.
+            void AddDbContext() => h.Services.AddDbContext<ShopDbContext>(o => o.UseNpgsql(database.ConnectionString)
+                .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, SchemaModelCacheKeyFactory>());
+            if (!dbContextAfterOutbox)
+                AddDbContext();
+            h.Services.AddIntegrationOutbox<ShopDbContext>(o =>
             {
-                x.AddConsumer<ChargeCardConsumer>().ExcludeFromConfigureEndpoints();
-                x.AddConsumer<CardChargedConsumer>().Endpoint(e => e.Name = "card-charged");
-            }
-            x.UsingRabbitMq((context, cfg) =>
+                o.RunRelay = relay;
+                o.PollInterval = TimeSpan.FromSeconds(30);
+                outbox?.Invoke(o);
+            });
+            if (dbContextAfterOutbox)
+                AddDbContext();
+            h.Services.AddMassTransit(x =>
             {
-                cfg.Host(brokerPort is null ? broker.Host : "127.0.0.1", (ushort)(brokerPort ?? broker.Port), broker.VirtualHost, h =>
-                {
-                    h.Username(broker.Username);
-                    h.Password(broker.Password);
-                    h.Heartbeat(TimeSpan.FromSeconds(2));
-                    h.RequestedConnectionTimeout(TimeSpan.FromSeconds(3));
-                });
+                if (busOutbox)
+                    x.AddIntegrationBusOutbox();
+                if (consume)
+                    x.AddConsumer<WidgetCreatedConsumer>().Endpoint(e =>
+                    {
+                        // One at a time: the order received is the order the broker delivered (what the ordering spec checks).
+                        e.Name = "widgets";
+                        e.PrefetchCount = 1;
+                        e.ConcurrentMessageLimit = 1;
+                    });
                 if (inbox is not null)
                 {
-                    cfg.ReceiveEndpoint("charges", e =>
-                    {
-                        e.UseMessageRetry(r => r.Immediate(2));
-                        e.UseFilter(inbox);
-                        e.UseIntegrationInbox(context);
-                        e.ConfigureConsumer<ChargeCardConsumer>(context);
-                    });
+                    x.AddConsumer<ChargeCardConsumer>().ExcludeFromConfigureEndpoints();
+                    x.AddConsumer<CardChargedConsumer>().Endpoint(e => e.Name = "card-charged");
                 }
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    // Through a fault proxy when the spec cuts the connection, else straight to the test's vhost.
+                    cfg.Host(brokerPort is null ? broker.Host : "127.0.0.1", (ushort)(brokerPort ?? broker.Port), broker.VirtualHost, c =>
+                    {
+                        c.Username(broker.Username);
+                        c.Password(broker.Password);
+                        c.Heartbeat(TimeSpan.FromSeconds(2));
+                        c.RequestedConnectionTimeout(TimeSpan.FromSeconds(3));
+                    });
+                    if (inbox is not null)
+                    {
+                        cfg.ReceiveEndpoint("charges", e =>
+                        {
+                            e.UseMessageRetry(r => r.Immediate(2));
+                            e.UseFilter(inbox);
+                            e.UseIntegrationInbox(context);
+                            e.ConfigureConsumer<ChargeCardConsumer>(context);
+                        });
+                    }
 
-                cfg.ConfigureEndpoints(context);
+                    cfg.ConfigureEndpoints(context);
+                });
             });
+        }, o =>
+        {
+            o.Broker = broker;
+            o.Database = database;
         });
-        var host = builder.Build();
-        await using (var scope = host.Services.CreateAsyncScope())
-            await scope.ServiceProvider.GetRequiredService<ShopDbContext>().Database.EnsureCreatedAsync();
-        await host.StartAsync();
         return new OutboxHost(host);
     }
 
@@ -230,9 +233,5 @@ public sealed class OutboxHost : IAsyncDisposable
         return await db.Database.SqlQueryRaw<long>(sql).SingleAsync();
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _host.StopAsync();
-        _host.Dispose();
-    }
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
 }

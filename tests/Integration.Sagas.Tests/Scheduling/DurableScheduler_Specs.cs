@@ -44,7 +44,7 @@ public sealed class DurableScheduler_Specs
     public async Task When_a_message_is_scheduled_should_deliver_it_at_its_time_with_its_ids_and_headers()
     {
         await using var host = await SchedulerHost.StartAsync(_broker, _database);
-        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+        var scheduler = host.Scheduler;
         var reminder = new Reminder(Guid.NewGuid(), "check the pump");
         var correlationId = Guid.NewGuid();
         var due = DateTime.UtcNow.AddSeconds(3);
@@ -69,7 +69,7 @@ public sealed class DurableScheduler_Specs
     public async Task When_a_scheduled_message_is_cancelled_should_never_deliver_it()
     {
         await using var host = await SchedulerHost.StartAsync(_broker, _database);
-        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+        var scheduler = host.Scheduler;
         var kept = new Reminder(Guid.NewGuid(), "kept");
         var cancelled = new Reminder(Guid.NewGuid(), "cancelled");
 
@@ -91,7 +91,7 @@ public sealed class DurableScheduler_Specs
         var reminder = new Reminder(Guid.NewGuid(), "after restart");
         await using (var first = await SchedulerHost.StartAsync(_broker, _database))
         {
-            var scheduler = first.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+            var scheduler = first.Scheduler;
             await scheduler.ScheduleSend(Queue("reminder"), DateTime.UtcNow.AddSeconds(2), reminder);
             Assert.That(await Eventually.TrueAsync(async () => await Triggers() == 1, TimeSpan.FromSeconds(10)), Is.True, "precondition: stored");
         }
@@ -109,8 +109,8 @@ public sealed class DurableScheduler_Specs
     public async Task When_a_recurring_message_is_scheduled_should_deliver_it_repeatedly_until_cancelled()
     {
         await using var host = await SchedulerHost.StartAsync(_broker, _database);
-        var scheduler = host.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
-        var recurring = host.Harness.Scope.ServiceProvider.GetRequiredService<IRecurringMessageScheduler>();
+        var scheduler = host.Scheduler;
+        var recurring = host.RecurringScheduler;
         var reminder = new Reminder(Guid.NewGuid(), "every second");
 
         var handle = await recurring.ScheduleRecurringSend(Queue("reminder"), new EverySecond(), reminder);
@@ -130,7 +130,7 @@ public sealed class DurableScheduler_Specs
         await using var host = await SchedulerHost.StartAsync(_broker, _database);
         var work = new FlakyWork(Guid.NewGuid());
 
-        await (await host.Harness.Bus.GetSendEndpoint(Queue("flaky"))).Send(work);
+        await (await host.Bus.GetSendEndpoint(Queue("flaky"))).Send(work);
 
         Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.FlakyAttempts.Count(a => a.Message == work) >= 2), TimeSpan.FromSeconds(30)), Is.True,
             "the failed message was not redelivered");
@@ -145,7 +145,7 @@ public sealed class DurableScheduler_Specs
         await using var host = await SchedulerHost.StartAsync(_broker, _database);
         var id = Guid.NewGuid();
 
-        await host.Harness.Bus.Publish(new TimeoutStarted(id, "configured"));
+        await host.Bus.Publish(new TimeoutStarted(id, "configured"));
 
         Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Expired.Any(e => e.Id == id)), TimeSpan.FromSeconds(30)), Is.True,
             "the saga's Schedule(...) never came back through the durable scheduler");
@@ -166,7 +166,7 @@ public sealed class DurableScheduler_Specs
         await using var host = await SchedulerHost.StartAsync(_broker, _database, sagaEndpoint: true);
         var id = Guid.NewGuid();
 
-        await (await host.Harness.Bus.GetSendEndpoint(Queue("timeouts-by-hand"))).Send(new TimeoutStarted(id, "by hand"));
+        await (await host.Bus.GetSendEndpoint(Queue("timeouts-by-hand"))).Send(new TimeoutStarted(id, "by hand"));
 
         Assert.That(await Eventually.TrueAsync(() => Task.FromResult(host.Expired.Any(e => e.Id == id)), TimeSpan.FromSeconds(30)), Is.True,
             "the hand-configured saga's timeout never fired");
@@ -192,9 +192,9 @@ public sealed class DurableScheduler_Specs
 
         for (var i = 0; i < 5; i++)
         {
-            await billing.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>()
+            await billing.Scheduler
                 .ScheduleSend(Queue("billing-reminder"), due, new Reminder(Guid.NewGuid(), $"billing {i}"));
-            await shipping.Harness.Scope.ServiceProvider.GetRequiredService<IMessageScheduler>()
+            await shipping.Scheduler
                 .ScheduleSend(Queue("shipping-reminder"), due, new Reminder(Guid.NewGuid(), $"shipping {i}"));
         }
 

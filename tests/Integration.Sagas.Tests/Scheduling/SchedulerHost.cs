@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using Integration.Sagas.Scheduling;
 using Integration.Testing;
 using MassTransit;
-using MassTransit.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -17,18 +16,22 @@ public sealed class QuartzDbContext(DbContextOptions<QuartzDbContext> options) :
     protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.AddIntegrationScheduler();
 }
 
-/// <summary>A bus with the durable scheduler on a test's vhost and database; several can run one after another on the same pair.</summary>
+/// <summary>
+/// A bus with the durable scheduler on a test's vhost and database (the kit's <see cref="IntegrationServiceHost"/>); several
+/// can run one after another or side by side on the same pair.
+/// </summary>
 public sealed class SchedulerHost : IAsyncDisposable
 {
-    readonly ServiceProvider _provider;
-
-    SchedulerHost(ServiceProvider provider) => _provider = provider;
+    IntegrationServiceHost _host = null!;
+    AsyncServiceScope _scope;
 
     public ConcurrentQueue<ConsumeContext<Reminder>> Reminders { get; } = new();
     public ConcurrentQueue<ConsumeContext<FlakyWork>> FlakyAttempts { get; } = new();
     public ConcurrentQueue<TimeoutExpired> Expired { get; } = new();
-    public ITestHarness Harness => _provider.GetRequiredService<ITestHarness>();
-    public IServiceProvider Services => _provider;
+    public IServiceProvider Services => _host.Services;
+    public IBus Bus => _host.Services.GetRequiredService<IBus>();
+    public IMessageScheduler Scheduler => _scope.ServiceProvider.GetRequiredService<IMessageScheduler>();
+    public IRecurringMessageScheduler RecurringScheduler => _scope.ServiceProvider.GetRequiredService<IRecurringMessageScheduler>();
 
     public static async Task CreateSchemaAsync(TestDatabase database)
     {
@@ -44,10 +47,10 @@ public sealed class SchedulerHost : IAsyncDisposable
     public static async Task<SchedulerHost> StartAsync(TestBroker broker, TestDatabase database, string serviceName = "scheduler-specs",
         string reminderQueue = "reminder", bool? sagaEndpoint = null)
     {
-        SchedulerHost? host = null;
-        var provider = new ServiceCollection()
-            .AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build())
-            .AddMassTransitTestHarness(x =>
+        var host = new SchedulerHost();
+        host._host = await IntegrationServiceHost.StartAsync(h => h.Services
+            .AddSingleton(host)
+            .AddMassTransit(x =>
             {
                 x.AddIntegrationScheduler(o =>
                 {
@@ -58,15 +61,15 @@ public sealed class SchedulerHost : IAsyncDisposable
                 });
                 x.AddHandler<Reminder>(context =>
                 {
-                    host!.Reminders.Enqueue(context);
+                    host.Reminders.Enqueue(context);
                     return Task.CompletedTask;
                 }).Endpoint(e => e.Name = reminderQueue);
-                var saga = x.AddSagaStateMachine<TimeoutMachine, TimeoutState>().Endpoint(e => e.Name = $"{serviceName}-timeouts");
+                var saga = x.AddSagaStateMachine<TimeoutMachine, TimeoutState>().InMemoryRepository().Endpoint(e => e.Name = $"{serviceName}-timeouts");
                 if (sagaEndpoint is not null)
                     saga.ExcludeFromConfigureEndpoints();
                 x.AddHandler<TimeoutExpired>(context =>
                 {
-                    host!.Expired.Enqueue(context.Message);
+                    host.Expired.Enqueue(context.Message);
                     return Task.CompletedTask;
                 }).Endpoint(e => e.Name = $"{serviceName}-expired");
                 x.AddConsumer<FlakyConsumer, FlakyConsumerDefinition>();
@@ -90,21 +93,13 @@ public sealed class SchedulerHost : IAsyncDisposable
 
                     cfg.ConfigureEndpoints(context);
                 });
-            })
-            .AddSingleton(sp => host!)
-            .BuildServiceProvider(true);
-        host = new SchedulerHost(provider);
-        host.Harness.TestTimeout = TimeSpan.FromSeconds(60);
-        try
+            }), o =>
         {
-            await host.Harness.Start();
-        }
-        catch
-        {
-            await provider.DisposeAsync();
-            throw;
-        }
-
+            o.Broker = broker;
+            o.Database = database;
+            o.CreateTables = false;   // the Quartz tables come from CreateSchemaAsync
+        });
+        host._scope = host._host.Services.CreateAsyncScope();
         return host;
     }
 
@@ -112,11 +107,10 @@ public sealed class SchedulerHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        // The container also holds this host (for FlakyConsumer) and disposes it with itself.
         if (Interlocked.Exchange(ref _disposed, 1) == 1)
             return;
-        await Harness.Stop();
-        await _provider.DisposeAsync();
+        await _scope.DisposeAsync();
+        await _host.DisposeAsync();
     }
 }
 
