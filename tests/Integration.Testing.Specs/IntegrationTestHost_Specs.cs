@@ -34,8 +34,8 @@ public sealed class IntegrationTestHost_Specs
         var infrastructure = await IntegrationInfrastructure.GetAsync();
         Assert.Multiple(async () =>
         {
-            Assert.That(await VirtualHosts(infrastructure, vhost), Is.Empty);
-            Assert.That(await Databases(infrastructure, database), Is.Empty);
+            Assert.That(await VirtualHostsAsync(infrastructure, vhost), Is.Empty);
+            Assert.That(await DatabasesAsync(infrastructure, database), Is.Empty);
         });
     }
 
@@ -54,8 +54,8 @@ public sealed class IntegrationTestHost_Specs
         Assert.Multiple(async () =>
         {
             Assert.That(Flatten(failure), Does.Contain("ApprovalTimeout"));
-            Assert.That(await VirtualHosts(infrastructure, prefix), Is.Empty, "virtual hosts left behind");
-            Assert.That(await Databases(infrastructure, prefix), Is.Empty, "databases left behind");
+            Assert.That(await VirtualHostsAsync(infrastructure, prefix), Is.Empty, "virtual hosts left behind");
+            Assert.That(await DatabasesAsync(infrastructure, prefix), Is.Empty, "databases left behind");
         });
     }
 
@@ -67,7 +67,7 @@ public sealed class IntegrationTestHost_Specs
         return string.Join(" | ", messages);
     }
 
-    static async Task<IReadOnlyList<string>> VirtualHosts(IntegrationInfrastructure infrastructure, string prefix)
+    internal static async Task<IReadOnlyList<string>> VirtualHostsAsync(IntegrationInfrastructure infrastructure, string prefix)
     {
         using var response = await infrastructure.ManagementRequest(HttpMethod.Get, "api/vhosts");
         response.EnsureSuccessStatusCode();
@@ -75,7 +75,7 @@ public sealed class IntegrationTestHost_Specs
         return json.RootElement.EnumerateArray().Select(v => v.GetProperty("name").GetString()!).Where(n => n.StartsWith(prefix, StringComparison.Ordinal)).ToList();
     }
 
-    static async Task<IReadOnlyList<string>> Databases(IntegrationInfrastructure infrastructure, string prefix)
+    internal static async Task<IReadOnlyList<string>> DatabasesAsync(IntegrationInfrastructure infrastructure, string prefix)
     {
         await using var connection = new NpgsqlConnection(infrastructure.PostgresConnectionString);
         await connection.OpenAsync();
