@@ -70,6 +70,9 @@ public sealed class FaultRun : IAsyncDisposable
         return new FaultRun(broker, database, brokerProxy, databaseProxy);
     }
 
+    /// <summary>Settings every host of this scenario gets on top of <see cref="HostSettings"/> (a cluster's nodes, the queue type).</summary>
+    public Dictionary<string, string?> ExtraSettings { get; } = [];
+
     /// <summary>The host's settings: this scenario's vhost and database, through the proxies when there are any.</summary>
     public Dictionary<string, string?> HostSettings()
     {
@@ -103,6 +106,8 @@ public sealed class FaultRun : IAsyncDisposable
             }.ConnectionString;
         }
 
+        foreach (var (key, value) in ExtraSettings)
+            settings[key] = value;
         return settings;
     }
 
