@@ -25,11 +25,17 @@ public sealed class ClusterFault_Specs
     readonly List<int> _killed = [];
 
     [OneTimeTearDown]
-    public async Task RestartKilledNodes()
+    public async Task WriteTable()
+    {
+        await RestartKilledNodes();
+        ReliabilityReport.Write("cluster");
+    }
+
+    async Task RestartKilledNodes()
     {
         foreach (var node in _killed)
             await Bash($". scripts/services.sh && integration_cluster_restart {node}");
-        ReliabilityReport.Write("cluster");
+        _killed.Clear();
     }
 
     [Test]
@@ -40,8 +46,23 @@ public sealed class ClusterFault_Specs
         var nodes = ClusterNodes.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.That(nodes, Has.Length.EqualTo(3), "precondition: a 3-node cluster");
 
-        await using var run = await FaultRun.CreateAsync("cluster-node-kill", proxyBroker: false, proxyDatabase: false);
+        var run = await FaultRun.CreateAsync("cluster-node-kill", proxyBroker: false, proxyDatabase: false);
+        try
+        {
+            await KillConnectedNode(run, nodes);
+        }
+        finally
+        {
+            // Deleting the vhost waits for every quorum queue member: bring the killed node back first.
+            await RestartKilledNodes();
+            await run.DisposeAsync();
+        }
+    }
+
+    async Task KillConnectedNode(FaultRun run, string[] nodes)
+    {
         run.ExtraSettings["Integration:RabbitMq:QueueType"] = "Quorum";
+        run.SinkQueueArguments = new Dictionary<string, object?> { ["x-queue-type"] = "quorum", ["x-delivery-limit"] = 10_000 };
         // Node 1 carries the test's own traffic and observers, so the host prefers the others: node 2 first.
         foreach (var (node, i) in nodes.Skip(1).Append(nodes[0]).Select((n, i) => (n, i)))
             run.ExtraSettings[$"Integration:RabbitMq:ClusterNodes:{i}"] = node;
