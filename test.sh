@@ -30,6 +30,23 @@ dotnet test tests/Integration.Reliability.Tests -c Release --no-build -nologo \
 reliability_status=$?
 [ "$status" -eq 0 ] && status=$reliability_status
 
+# The cluster phase: a local 3-node RabbitMQ cluster (scripts/services.sh, beside the shared node, never touching it)
+# for the cluster fault specs (quorum queues, the connected node SIGKILLed under load), stopped afterwards. The specs'
+# own vhost, traffic and observers are on node 1 of the cluster; the host lists all three nodes.
+if command -v rabbitmq-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && integration_cluster_start; then
+  echo "[test] cluster phase: fault specs on the 3-node RabbitMQ cluster ($INTEGRATION_RABBITMQ_CLUSTER_NODES)"
+  INTEGRATION_RABBITMQ_URI="amqp://guest:guest@localhost:5681/" INTEGRATION_RABBITMQ_MANAGEMENT_URI="$INTEGRATION_RABBITMQ_CLUSTER_MANAGEMENT_URI" \
+    INTEGRATION_RELIABILITY_REPORT="$results/reliability/reliability-cluster.md" \
+    dotnet test tests/Integration.Reliability.Tests -c Release --no-build -nologo --filter "FullyQualifiedName~ClusterFault_Specs" \
+    --logger "trx;LogFileName=reliability-cluster.trx" --logger "console;verbosity=normal" --results-directory "$results"
+  cluster_status=$?
+  integration_cluster_stop --purge
+  [ "$status" -eq 0 ] && status=$cluster_status
+else
+  integration_cluster_stop --purge >/dev/null 2>&1 || true
+  echo "[test] NOTE: the cluster fault specs did not run (they need the rabbitmq-server package and root to start a local 3-node cluster)" >&2
+fi
+
 # Packages: every library packs (README, symbols, package validation, public API baseline); then a worker host outside
 # the solution, made from the integration-worker template, is built from those packages only and its spec runs against
 # the same broker and database.

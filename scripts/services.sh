@@ -118,3 +118,86 @@ integration_browser() {
   export PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH="$path"
   _svc_log "Chromium $path"
 }
+
+# A local 3-node RabbitMQ cluster for the cluster specs (quorum queues, node failure), beside the single node the other
+# specs use: nodes rabbit-c1..c3@localhost, AMQP ports 5681-5683, management 15681-15683, distribution ports
+# 25681-25683, data and logs under $INTEGRATION_CLUSTER_DIR (default /tmp/integration-rabbit-cluster), the rabbitmq
+# user's Erlang cookie (the three share it). It never touches the node on 5672. Exports INTEGRATION_RABBITMQ_CLUSTER_NODES
+# (localhost:5681,localhost:5682,localhost:5683) and INTEGRATION_RABBITMQ_CLUSTER_MANAGEMENT_URI.
+#   integration_cluster_start      start (or reuse) the three nodes and join them into one cluster
+#   integration_cluster_stop       stop the three nodes (data kept; integration_cluster_stop --purge deletes it)
+#   integration_cluster_kill N     SIGKILL node N (1-3), the way a machine dies
+#   integration_cluster_restart N  start node N again after integration_cluster_kill, rejoining the cluster
+_SVC_CLUSTER_DIR="${INTEGRATION_CLUSTER_DIR:-/tmp/integration-rabbit-cluster}"
+
+_svc_cluster_env() { # node number -> the environment rabbitmq-server reads
+  local n=$1 base="$_SVC_CLUSTER_DIR/c$1"
+  printf '%s\n' \
+    "RABBITMQ_NODENAME=rabbit-c$n@localhost" \
+    "RABBITMQ_NODE_PORT=$((5680 + n))" \
+    "RABBITMQ_DIST_PORT=$((25680 + n))" \
+    "RABBITMQ_MNESIA_BASE=$base/mnesia" \
+    "RABBITMQ_LOG_BASE=$base/log" \
+    "RABBITMQ_PID_FILE=$base/pid" \
+    "RABBITMQ_CONFIG_FILE=$base/rabbitmq.conf" \
+    "RABBITMQ_ENABLED_PLUGINS_FILE=$base/enabled_plugins"
+}
+
+_svc_cluster_ctl() { # node number, rabbitmqctl arguments...
+  local n=$1; shift
+  rabbitmqctl -q -n "rabbit-c$n@localhost" "$@"
+}
+
+_svc_cluster_boot() { # node number
+  local n=$1 base="$_SVC_CLUSTER_DIR/c$1"
+  mkdir -p "$base/mnesia" "$base/log"
+  printf 'listeners.tcp.default = %s\nmanagement.tcp.port = %s\nloopback_users = none\n' $((5680 + n)) $((15680 + n)) > "$base/rabbitmq.conf"
+  printf '[rabbitmq_management].\n' > "$base/enabled_plugins"
+  if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base" 2>/dev/null || true; fi
+  if _svc_port_open $((5680 + n)); then return 0; fi
+  _svc_log "starting rabbit-c$n@localhost (amqp $((5680 + n)), management $((15680 + n)))"
+  (cd / && env $(_svc_cluster_env "$n") rabbitmq-server -detached >/dev/null 2>&1) || true
+  local i
+  for ((i = 0; i < 120; i++)); do
+    _svc_port_open $((5680 + n)) && _svc_cluster_ctl "$n" await_startup --timeout 5 >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  _svc_log "ERROR: rabbit-c$n@localhost did not start (logs: $base/log)"; return 1
+}
+
+integration_cluster_start() {
+  command -v rabbitmq-server >/dev/null 2>&1 || _svc_apt_install rabbitmq-server || return 1
+  local n
+  for n in 1 2 3; do _svc_cluster_boot "$n" || return 1; done
+  for n in 2 3; do
+    if ! _svc_cluster_ctl "$n" cluster_status 2>/dev/null | grep -q "rabbit-c1@localhost"; then
+      _svc_log "joining rabbit-c$n@localhost to rabbit-c1@localhost"
+      _svc_cluster_ctl "$n" stop_app && _svc_cluster_ctl "$n" join_cluster rabbit-c1@localhost && _svc_cluster_ctl "$n" start_app || return 1
+    fi
+  done
+  for n in 1 2 3; do _svc_wait_port $((15680 + n)) 60 "rabbit-c$n management" || return 1; done
+  export INTEGRATION_RABBITMQ_CLUSTER_NODES="localhost:5681,localhost:5682,localhost:5683"
+  export INTEGRATION_RABBITMQ_CLUSTER_MANAGEMENT_URI="http://localhost:15681/"
+  _svc_log "RabbitMQ cluster rabbit-c1..c3@localhost on $INTEGRATION_RABBITMQ_CLUSTER_NODES"
+}
+
+integration_cluster_kill() { # node number
+  local pid
+  pid=$(cat "$_SVC_CLUSTER_DIR/c$1/pid" 2>/dev/null) || { _svc_log "rabbit-c$1@localhost: no pid file"; return 1; }
+  _svc_log "SIGKILL rabbit-c$1@localhost (pid $pid)"
+  kill -9 "$pid"
+}
+
+integration_cluster_restart() { _svc_cluster_boot "$1"; }
+
+integration_cluster_stop() {
+  local n
+  for n in 1 2 3; do
+    if _svc_port_open $((5680 + n)); then
+      _svc_log "stopping rabbit-c$n@localhost"
+      _svc_cluster_ctl "$n" stop >/dev/null 2>&1 || true
+    fi
+  done
+  if [ "${1:-}" = "--purge" ]; then rm -rf "$_SVC_CLUSTER_DIR"; fi
+  unset INTEGRATION_RABBITMQ_CLUSTER_NODES INTEGRATION_RABBITMQ_CLUSTER_MANAGEMENT_URI
+}

@@ -70,6 +70,8 @@ public static class IntegrationDefaults
         // Registered before the bus, so the tables are there when consumers start.
         services.AddHostedService<DatabaseMigrator<TDbContext>>();
 
+        // Where route steps send: queue:{name}, or with quorum queues the destination declared as one and its exchange.
+        services.AddSingleton<IQueueAddressing, QuorumQueueAddressing>();
         services.AddMassTransit(bus =>
         {
             bus.SetKebabCaseEndpointNameFormatter();
@@ -82,6 +84,8 @@ public static class IntegrationDefaults
                 rabbit.PrefetchCount = options.PrefetchCount;
                 // MassTransit's meter (received/consumed/published/sent/failed, durations, in flight) records nothing unless switched on.
                 rabbit.UseInstrumentation(serviceName: serviceName);
+                // Before any endpoint is configured, so the queue type reaches all of them.
+                rabbit.ConnectEndpointConfigurationObserver(new QuorumQueues(options));
                 foreach (var configuration in context.GetServices<IConfigureRabbitMqBus>())
                     configuration.Configure(context, rabbit);
                 rabbit.ConfigureIntegrationRoutes(context);
@@ -123,6 +127,15 @@ public static class IntegrationDefaults
     static void ConfigureHost(IRabbitMqBusFactoryConfigurator rabbit, RabbitMqOptions options, string serviceName) =>
         rabbit.Host(options.Host, (ushort)options.Port, options.VirtualHost, serviceName, h =>
         {
+            if (options.ClusterNodes.Count > 0)
+            {
+                h.UseCluster(cluster =>
+                {
+                    foreach (var (node, port) in options.EffectiveNodes)
+                        cluster.Node($"{node}:{port}");
+                });
+            }
+
             h.Username(options.Username);
             h.Password(options.Password);
             h.Heartbeat(TimeSpan.FromSeconds(options.HeartbeatSeconds));

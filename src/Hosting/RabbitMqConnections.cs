@@ -35,4 +35,23 @@ public static class RabbitMqConnections
 
         return factory;
     }
+
+    /// <summary>
+    /// Opens a connection named <paramref name="name"/> to the first reachable node of <see cref="RabbitMqOptions.EffectiveNodes"/>
+    /// (<c>Integration:RabbitMq:ClusterNodes</c>, else <c>Host</c>:<c>Port</c>); <see cref="IConnection.Endpoint"/> tells which.
+    /// </summary>
+    public static Task<IConnection> ConnectAsync(RabbitMqOptions settings, string name, CancellationToken cancellationToken = default, TimeSpan? connectTimeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var factory = Factory(settings, connectTimeout);
+        var endpoints = settings.EffectiveNodes.Select(n => new AmqpTcpEndpoint(n.Host, n.Port, new SslOption
+        {
+            Enabled = factory.Ssl.Enabled,
+            ServerName = settings.ClusterNodes.Count == 0 ? factory.Ssl.ServerName : settings.TlsServerName ?? n.Host,
+            Version = factory.Ssl.Version,
+            CertPath = factory.Ssl.CertPath,
+            CertPassphrase = factory.Ssl.CertPassphrase,
+        })).ToList();
+        return factory.CreateConnectionAsync(endpoints, name, cancellationToken);
+    }
 }

@@ -1,3 +1,4 @@
+using Integration.Hosting;
 using Integration.Patterns.SmartProxy;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -24,9 +25,12 @@ sealed class DashboardCommands(OperationsOverview overview, MessageStore store, 
     {
         var snapshot = await overview.MeasureAsync(cancellationToken).ConfigureAwait(false);
         var recent = await store.FindAsync(new MessageQuery(null, null, null, null, null, command.Take), cancellationToken).ConfigureAwait(false);
+        // The node the bus is connected to (with Integration:RabbitMq:ClusterNodes it moves when that node dies).
+        var node = services.GetService(typeof(BrokerNode)) is BrokerNode broker ? await broker.ConnectedAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false) : null;
         return ControlResult.Ok("Queues with rates, dead letters, outbox backlog, saga instances by state, probes, smart proxies and recent journeys", new
         {
             at = snapshot.At,
+            brokerNode = node,
             queues = snapshot.Queues,
             deadLetters = snapshot.DeadLetters,
             outboxBacklog = snapshot.OutboxBacklog,

@@ -177,7 +177,7 @@ sealed class DeadLetterService(IOptions<RabbitMqOptions> options, IHttpClientFac
     }
 
     async Task<IConnection> ConnectAsync(CancellationToken cancellationToken) =>
-        await RabbitMqConnections.Factory(Settings).CreateConnectionAsync("dead-letters", cancellationToken).ConfigureAwait(false);
+        await RabbitMqConnections.ConnectAsync(Settings, "dead-letters", cancellationToken).ConfigureAwait(false);
 
     static async Task<bool> ExistsAsync(IConnection connection, string queue, CancellationToken cancellationToken)
     {

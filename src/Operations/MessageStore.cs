@@ -179,7 +179,7 @@ sealed class MessageStore(IServiceScopeFactory scopes, OperationsDatabase databa
     public async Task<IReadOnlyList<long>> ReplayAsync(IReadOnlyList<StoredMessage> messages, string? destination, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        await using var connection = await RabbitMqConnections.Factory(rabbit.Value).CreateConnectionAsync("message-store-replay", cancellationToken).ConfigureAwait(false);
+        await using var connection = await RabbitMqConnections.ConnectAsync(rabbit.Value, "message-store-replay", cancellationToken).ConfigureAwait(false);
         await using var channel = await connection.CreateChannelAsync(
             new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), cancellationToken).ConfigureAwait(false);
         var replayed = new List<long>();
@@ -259,9 +259,9 @@ sealed partial class MessageStoreConsumer(IOptions<MessageStoreOptions> options,
         {
             try
             {
-                await using var connection = await RabbitMqConnections.Factory(rabbit.Value).CreateConnectionAsync("message-store", stoppingToken).ConfigureAwait(false);
+                await using var connection = await RabbitMqConnections.ConnectAsync(rabbit.Value, "message-store", stoppingToken).ConfigureAwait(false);
                 await using var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
-                await channel.QueueDeclareAsync(settings.Queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: stoppingToken).ConfigureAwait(false);
+                await channel.QueueDeclareAsync(settings.Queue, durable: true, exclusive: false, autoDelete: false, arguments: rabbit.Value.DurableQueueArguments(), cancellationToken: stoppingToken).ConfigureAwait(false);
                 foreach (var exchange in settings.Exchanges.Distinct(StringComparer.Ordinal))
                 {
                     // Declared as MassTransit declares its exchanges, so whichever side comes first, both agree.

@@ -135,7 +135,7 @@ public static class OperationsRegistration
     /// The per-instance control queue (<c>{QueuePrefix}-{service}-{instance}</c>, auto-delete) bound to the control
     /// command's exchange, and the endpoint registry that lets the control bus pause and resume endpoints.
     /// </summary>
-    sealed class ControlQueue(IOptions<ControlBusOptions> options, IOptions<IntegrationHostOptions> host, ReceiveEndpointRegistry registry) : IConfigureRabbitMqBus
+    sealed class ControlQueue(IOptions<ControlBusOptions> options, IOptions<IntegrationHostOptions> host, IOptions<RabbitMqOptions> rabbit, ReceiveEndpointRegistry registry) : IConfigureRabbitMqBus
     {
         readonly string _instance = Guid.NewGuid().ToString("N")[..8];
 
@@ -144,8 +144,19 @@ public static class OperationsRegistration
             configurator.ConnectBusObserver(new EndpointRegistryConnector(registry));
             configurator.ReceiveEndpoint($"{options.Value.QueuePrefix}-{host.Value.ServiceName}-{_instance}", e =>
             {
-                e.AutoDelete = true;
-                e.Durable = false;
+                if (rabbit.Value.QueueType == RabbitMqQueueType.Quorum)
+                {
+                    // A quorum queue cannot be auto-delete: it expires instead once no instance has used it for a while.
+                    e.Durable = true;
+                    e.AutoDelete = false;
+                    e.QueueExpiration = RabbitMqOptions.InstanceQueueExpiration;
+                }
+                else
+                {
+                    e.AutoDelete = true;
+                    e.Durable = false;
+                }
+
                 e.Consumer(() => new ControlCommandConsumer(context.GetRequiredService<ControlBus>(), context.GetRequiredService<ControlAuthorization>()));
             });
         }

@@ -133,11 +133,15 @@ sealed partial class ProbeMonitor(IOptions<ProbeOptions> options, IOptions<Rabbi
         {
             try
             {
-                await using var connection = await RabbitMqConnections.Factory(rabbit.Value).CreateConnectionAsync("probes", stoppingToken).ConfigureAwait(false);
+                await using var connection = await RabbitMqConnections.ConnectAsync(rabbit.Value, "probes", stoppingToken).ConfigureAwait(false);
                 await using var listen = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
                 await using var send = await connection.CreateChannelAsync(
                     new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), stoppingToken).ConfigureAwait(false);
-                var queue = (await listen.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true, cancellationToken: stoppingToken).ConfigureAwait(false)).QueueName;
+                var queue = rabbit.Value.QueueType == RabbitMqQueueType.Quorum
+                    // A quorum queue cannot be exclusive or auto-delete: a named one that expires when this instance stops using it.
+                    ? (await listen.QueueDeclareAsync($"probes-{Guid.NewGuid():N}", durable: true, exclusive: false, autoDelete: false,
+                        arguments: rabbit.Value.InstanceQueueArguments(), cancellationToken: stoppingToken).ConfigureAwait(false)).QueueName
+                    : (await listen.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true, cancellationToken: stoppingToken).ConfigureAwait(false)).QueueName;
                 foreach (var exchange in settings.Routes.Select(r => r.ExpectOn).Distinct(StringComparer.Ordinal))
                 {
                     await listen.ExchangeDeclareAsync(exchange, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: stoppingToken).ConfigureAwait(false);

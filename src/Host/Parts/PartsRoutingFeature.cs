@@ -70,10 +70,10 @@ public sealed partial class PartsRoutingFeature : IHostFeature
             {
                 try
                 {
-                    await using var connection = await RabbitMqConnections.Factory(options.Value).CreateConnectionAsync("parts-destinations", stoppingToken).ConfigureAwait(false);
+                    await using var connection = await RabbitMqConnections.ConnectAsync(options.Value, "parts-destinations", stoppingToken).ConfigureAwait(false);
                     await using var channel = await connection.CreateChannelAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
                     foreach (var queue in Destinations)
-                        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: stoppingToken).ConfigureAwait(false);
+                        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: options.Value.DurableQueueArguments(), cancellationToken: stoppingToken).ConfigureAwait(false);
                     LogDeclared(logger, string.Join(", ", Destinations));
                     return;
                 }

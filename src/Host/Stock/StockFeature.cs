@@ -43,7 +43,9 @@ public sealed class StockFeature : IHostFeature
         builder.Services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StockOptions>>().Value.Proxy;
-            return sp.GetRequiredService<SmartProxyRegistry>().Create(new Uri($"queue:{Queue}"), options);
+            // With quorum queues, the exchange MassTransit binds to the endpoint's queue: sending to queue: would re-declare it without arguments.
+            var scheme = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<Integration.Hosting.RabbitMqOptions>>().Value.QueueType == Integration.Hosting.RabbitMqQueueType.Quorum ? "exchange" : "queue";
+            return sp.GetRequiredService<SmartProxyRegistry>().Create(new Uri($"{scheme}:{Queue}"), options);
         });
     }
 

@@ -8,8 +8,10 @@ namespace Integration.Hosting.Health;
 /// Ready while a connection to the configured broker is open. MassTransit's own bus check only reflects receive
 /// endpoints that have started, so a host with nothing consuming yet would look ready with the broker gone; this check
 /// keeps one small connection (no channels) and reopens it when it drops, reporting the reason while it cannot.
+/// Its data names the node the bus is connected to (<c>node</c>; with <c>Integration:RabbitMq:ClusterNodes</c> it moves
+/// when that node dies) and the node of the check's own connection (<c>checkedNode</c>).
 /// </summary>
-sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOptions<IntegrationHostOptions> host) : IHealthCheck, IAsyncDisposable
+sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOptions<IntegrationHostOptions> host, BrokerNode busNode) : IHealthCheck, IAsyncDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
     IConnection? _connection;
@@ -18,12 +20,14 @@ sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOptions<Integ
     {
         ArgumentNullException.ThrowIfNull(context);
         var settings = options.Value;
-        var where = $"{settings.Host}:{settings.Port}/{settings.VirtualHost}";
+        var where = settings.ClusterNodes.Count == 0
+            ? $"{settings.Host}:{settings.Port}/{settings.VirtualHost}"
+            : $"{string.Join(",", settings.EffectiveNodes.Select(n => $"{n.Host}:{n.Port}"))}/{settings.VirtualHost}";
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             if (_connection is { IsOpen: true })
-                return HealthCheckResult.Healthy($"Connected to RabbitMQ at {where}");
+                return await ConnectedAsync(_connection, settings, cancellationToken).ConfigureAwait(false);
 
             if (_connection is not null)
             {
@@ -31,8 +35,8 @@ sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOptions<Integ
                 _connection = null;
             }
 
-            _connection = await RabbitMqConnections.Factory(settings, TimeSpan.FromSeconds(3)).CreateConnectionAsync($"{host.Value.ServiceName}-health", cancellationToken).ConfigureAwait(false);
-            return HealthCheckResult.Healthy($"Connected to RabbitMQ at {where}");
+            _connection = await RabbitMqConnections.ConnectAsync(settings, $"{host.Value.ServiceName}-health", cancellationToken, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+            return await ConnectedAsync(_connection, settings, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -43,6 +47,22 @@ sealed class BrokerHealthCheck(IOptions<RabbitMqOptions> options, IOptions<Integ
         {
             _gate.Release();
         }
+    }
+
+    async Task<HealthCheckResult> ConnectedAsync(IConnection connection, RabbitMqOptions settings, CancellationToken cancellationToken)
+    {
+        var checkedNode = $"{connection.Endpoint.HostName}:{connection.Endpoint.Port}";
+        var node = await busNode.ConnectedAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+        var data = new Dictionary<string, object>
+        {
+            ["node"] = node ?? "not connected",
+            ["checkedNode"] = checkedNode,
+            ["virtualHost"] = settings.VirtualHost,
+            ["queueType"] = settings.QueueType.ToString(),
+        };
+        return HealthCheckResult.Healthy(node is null
+            ? $"Connected to RabbitMQ at {checkedNode}/{settings.VirtualHost} (the bus is not connected yet)"
+            : $"Connected to RabbitMQ at {node}/{settings.VirtualHost}", data);
     }
 
     public async ValueTask DisposeAsync()

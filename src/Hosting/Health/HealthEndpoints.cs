@@ -21,6 +21,7 @@ static class HealthEndpoints
     internal static IServiceCollection AddIntegrationHealthChecks<TDbContext>(this IServiceCollection services)
         where TDbContext : DbContext
     {
+        services.AddSingleton<BrokerNode>();
         services.AddSingleton<BrokerHealthCheck>();
         services.AddHealthChecks()
             .AddCheck<BrokerHealthCheck>("rabbitmq", tags: [IntegrationHealth.Ready])

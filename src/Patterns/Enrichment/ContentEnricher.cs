@@ -49,7 +49,8 @@ public static class ContentEnricherExtensions
             : async (context, services, token) =>
             {
                 var factory = services.GetRequiredService<IClientFactory>();
-                var client = factory.CreateRequestClient<TRequest>(context, new Uri($"queue:{service}"), RequestTimeout.After(ms: (int)Math.Ceiling(wait.TotalMilliseconds)));
+                var address = await QueueAddressing.SendAddressAsync(context, services, service, token).ConfigureAwait(false);
+                var client = factory.CreateRequestClient<TRequest>(context, address, RequestTimeout.After(ms: (int)Math.Ceiling(wait.TotalMilliseconds)));
                 var response = await client.GetResponse<TResponse>(request(context.Message), token).ConfigureAwait(false);
                 return response.Message;
             };

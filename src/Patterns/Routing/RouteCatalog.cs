@@ -91,6 +91,7 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
     {
         var pipe = steps.Build(control, services, 0);
         control.AddRoute(new RouteDescription(queue, typeof(TMessage).Name, steps.Describe(0).ToList()));
+        var addressing = services.GetService(typeof(IQueueAddressing)) as IQueueAddressing;
         var rateLimit = options.RateLimitSetting is { } rate ? control.AddRateLimit(queue, rate.Messages, rate.Interval) : null;
         configurator.ReceiveEndpoint(queue, endpoint =>
         {
@@ -103,6 +104,8 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
             {
                 // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
                 // producer sent to the same queue; only such a body is passed on as it came.
+                if (addressing is not null)
+                    context.GetOrAddPayload(() => addressing);
                 ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {

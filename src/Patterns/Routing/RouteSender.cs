@@ -73,7 +73,8 @@ public static class RouteSender
         ArgumentNullException.ThrowIfNull(message);
         var state = RouteSendState.Capture(context);
         var received = ReceivedMessage.Of(context) is { IsRaw: true } raw && raw.IsUnchanged(message) ? raw : null;
-        var endpoint = await context.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
+        var address = await QueueAddressing.SendAddressAsync(context, null, destination, cancellationToken == default ? context.CancellationToken : cancellationToken).ConfigureAwait(false);
+        var endpoint = await context.GetSendEndpoint(address).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
             // A raw message nobody changed goes on byte for byte; anything else as the endpoint serializes it.
@@ -99,7 +100,8 @@ public static class RouteSender
         state ??= RouteSendState.Capture(context);
         var received = ReceivedMessage.Of(context);
         var bus = (IBus?)services.GetService(typeof(IBus)) ?? throw new InvalidOperationException("The bus is not registered");
-        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{destination}")).ConfigureAwait(false);
+        var address = await QueueAddressing.SendAddressAsync(context, services, destination, context.CancellationToken).ConfigureAwait(false);
+        var endpoint = await bus.GetSendEndpoint(address).ConfigureAwait(false);
         await endpoint.Send(message, Pipe.Execute<SendContext<T>>(send =>
         {
             // The format a send through the context would have: a raw body nobody changed byte for byte; else the route's

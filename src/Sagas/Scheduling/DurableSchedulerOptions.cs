@@ -61,8 +61,18 @@ public sealed class DurableSchedulerOptions
     /// <summary>How many due messages are delivered in parallel. Default 10.</summary>
     public int MaxConcurrency { get; set; } = 10;
 
-    /// <summary>Address of the scheduler queue (<c>queue:{QueueName}</c>), once the options are resolved.</summary>
-    public Uri SchedulerAddress => new($"queue:{QueueName ?? throw new InvalidOperationException("DurableSchedulerOptions.QueueName is not resolved yet")}");
+    /// <summary>The host's queue type setting (<c>Quorum</c> makes <see cref="SendToExchange"/> the default).</summary>
+    public const string HostQueueTypeKey = "Integration:RabbitMq:QueueType";
+
+    /// <summary>
+    /// Send to the scheduler's exchange (<c>exchange:{QueueName}</c>, bound to its queue by the scheduler's endpoint) rather
+    /// than to <c>queue:{QueueName}</c>, which makes MassTransit re-declare the queue without arguments: a quorum queue
+    /// refuses that. Default: true when <c>Integration:RabbitMq:QueueType</c> is <c>Quorum</c>.
+    /// </summary>
+    public bool? SendToExchange { get; set; }
+
+    /// <summary>Address of the scheduler queue (<c>queue:{QueueName}</c>, or its exchange, see <see cref="SendToExchange"/>), once the options are resolved.</summary>
+    public Uri SchedulerAddress => new($"{(SendToExchange == true ? "exchange" : "queue")}:{QueueName ?? throw new InvalidOperationException("DurableSchedulerOptions.QueueName is not resolved yet")}");
 
     /// <summary>Quartz's table prefix, schema-qualified when <see cref="Schema"/> is set.</summary>
     internal string QuartzTablePrefix => Schema is null ? TablePrefix : $"{Schema}.{TablePrefix}";

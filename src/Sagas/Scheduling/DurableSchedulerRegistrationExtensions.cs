@@ -140,6 +140,8 @@ sealed class DurableSchedulerDefaults(IServiceProvider services) : IPostConfigur
         if (options.ConnectionStringFactory is null && string.IsNullOrWhiteSpace(options.ConnectionString))
             options.ConnectionString = services.GetService<IConfiguration>()?[DurableSchedulerOptions.HostConnectionStringKey];
 
+        options.SendToExchange ??= string.Equals(services.GetService<IConfiguration>()?[DurableSchedulerOptions.HostQueueTypeKey], "Quorum", StringComparison.OrdinalIgnoreCase);
+
         if (string.IsNullOrWhiteSpace(options.ServiceName))
             return; // the validator says what is missing
         options.QueueName ??= $"{options.ServiceName}-scheduler";

@@ -70,6 +70,12 @@ public sealed class FaultRun : IAsyncDisposable
         return new FaultRun(broker, database, brokerProxy, databaseProxy);
     }
 
+    /// <summary>Arguments of the destination queues the sink declares: the hosts' (quorum queues need theirs).</summary>
+    public IDictionary<string, object?>? SinkQueueArguments { get; set; }
+
+    /// <summary>Settings every host of this scenario gets on top of <see cref="HostSettings"/> (a cluster's nodes, the queue type).</summary>
+    public Dictionary<string, string?> ExtraSettings { get; } = [];
+
     /// <summary>The host's settings: this scenario's vhost and database, through the proxies when there are any.</summary>
     public Dictionary<string, string?> HostSettings()
     {
@@ -103,6 +109,8 @@ public sealed class FaultRun : IAsyncDisposable
             }.ConnectionString;
         }
 
+        foreach (var (key, value) in ExtraSettings)
+            settings[key] = value;
         return settings;
     }
 
@@ -154,7 +162,7 @@ public sealed class FaultRun : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(fault);
         await using var observer = await EffectObserver.StartAsync(Broker).ConfigureAwait(false);
-        await using var sink = await PartsSink.StartAsync(Broker.AmqpUri).ConfigureAwait(false);
+        await using var sink = await PartsSink.StartAsync(Broker.AmqpUri, SinkQueueArguments).ConfigureAwait(false);
         var orders = new OrderTraffic(() => Volatile.Read(ref _clients), TimeSpan.FromMilliseconds(150));
         var parts = new PartsTraffic(Broker.AmqpUri, TimeSpan.FromMilliseconds(25));
 

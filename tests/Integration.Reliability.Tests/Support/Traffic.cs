@@ -182,7 +182,7 @@ public sealed class PartsSink : IAsyncDisposable
     public IReadOnlyDictionary<string, ConcurrentQueue<string>> Arrivals => _arrivals;
 
     /// <summary>Declares the destination queues (as the host does: durable) and consumes them.</summary>
-    public static async Task<PartsSink> StartAsync(Uri broker)
+    public static async Task<PartsSink> StartAsync(Uri broker, IDictionary<string, object?>? queueArguments = null)
     {
         var factory = new ConnectionFactory { Uri = broker, AutomaticRecoveryEnabled = true };
         var connection = await factory.CreateConnectionAsync("reliability-downstream").ConfigureAwait(false);
@@ -190,7 +190,7 @@ public sealed class PartsSink : IAsyncDisposable
         var sink = new PartsSink(connection, channel);
         foreach (var queue in Queues)
         {
-            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false).ConfigureAwait(false);
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: queueArguments).ConfigureAwait(false);
             var consumer = new RabbitMQ.Client.Events.AsyncEventingBasicConsumer(channel);
             var name = queue;
             consumer.ReceivedAsync += (_, delivery) =>
