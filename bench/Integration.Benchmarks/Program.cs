@@ -29,6 +29,7 @@ Console.WriteLine("# Integration benchmarks");
 Console.WriteLine(string.Create(c, $"- date: {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, nproc: {Environment.ProcessorCount}, .NET {Environment.Version}"));
 Console.WriteLine(string.Create(c, $"- MassTransit {Version(typeof(MassTransit.IBus))}, RabbitMQ.Client {Version(typeof(RabbitMQ.Client.IChannel))}, Npgsql {Version(typeof(Npgsql.NpgsqlConnection))}"));
 Console.WriteLine(string.Create(c, $"- messages per case: {settings.Count} (median of {context.Repeat} runs after a warm-up of {Math.Max(1, settings.Count / 10)}), body: {settings.Size} bytes, prefetch: {settings.Prefetch}, in-flight sends: {settings.Concurrency}, requests: {settings.RequestCount}"));
+Console.WriteLine($"- peer: {Integration.Benchmarks.Peers.WolverinePeer.Settings(settings)}");
 Console.WriteLine(string.Create(c, $"- scenarios: {string.Join(", ", selected.Select(s => s.Name))}"));
 Console.WriteLine();
 

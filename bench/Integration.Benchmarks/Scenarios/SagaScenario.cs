@@ -119,7 +119,7 @@ public sealed class SagaScenario : IScenario
         var countdown = new Countdown(count);
         using var host = await StartHost(context, broker, database, processor, countdown);
 
-        var ids = Enumerable.Range(0, instances).Select(_ => NewId.NextGuid()).ToArray();
+        var ids = Enumerable.Range(0, instances).Select(_ => Guid.CreateVersion7()).ToArray();
         await using (var scope = host.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>();
