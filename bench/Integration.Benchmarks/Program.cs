@@ -12,7 +12,7 @@ try
 catch (ArgumentException exception)
 {
     Console.Error.WriteLine(exception.Message == "usage" ? "" : exception.Message);
-    Console.Error.WriteLine("usage: Integration.Benchmarks [scenario...] [--count N] [--size BYTES] [--prefetch N] [--concurrency N] [--requests N]");
+    Console.Error.WriteLine("usage: Integration.Benchmarks [scenario...] [--count N] [--size BYTES] [--prefetch N] [--concurrency N] [--requests N] [--profile] [--chart FILE.svg]");
     Console.Error.WriteLine("scenarios: " + string.Join(", ", ScenarioCatalog.All.Select(s => s.Name)));
     return 2;
 }
@@ -55,6 +55,13 @@ foreach (var scenario in selected)
 
 Console.WriteLine(Report.Markdown(results));
 Console.WriteLine("Ratios: rates are value / baseline, latencies are baseline / value; 1.00 means as fast as the baseline.");
+if (results.Any(Chart.IsComparison))
+{
+    var chartPath = Path.GetFullPath(settings.Chart);
+    Directory.CreateDirectory(Path.GetDirectoryName(chartPath)!);
+    await File.WriteAllTextAsync(chartPath, Chart.Svg(results, string.Create(c, $"Ours beside {Integration.Benchmarks.Peers.WolverinePeer.Name}, {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, nproc {Environment.ProcessorCount}")));
+    Console.WriteLine($"Chart: {chartPath}");
+}
 return failed == 0 ? 0 : 1;
 
 static string Version(Type type) =>

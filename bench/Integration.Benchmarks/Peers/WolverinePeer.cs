@@ -105,6 +105,7 @@ public static class WolverinePeer
         await Pump.RunAsync(WarmUp, 8, i => Commit(-1 - i));
         await state.WarmUp.WaitAsync(TimeSpan.FromMinutes(1), $"{Name} outbox warm-up");
 
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         var interval = TimeSpan.FromSeconds(1.0 / pacedRate);
         await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
@@ -116,7 +117,11 @@ public static class WolverinePeer
         Console.Error.WriteLine($"[bench] {Name} outbox: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {state.Probe.Done.Count} consumed by then");
         await state.Probe.Done.WaitAsync(TimeSpan.FromMinutes(3), $"{Name} outbox");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1)); // it deletes sent envelopes after the send
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync($"{Name} outbox{(paced ? " (paced)" : "")}", count);
         return (rate, state.Probe.Latency);
     }
 
@@ -131,11 +136,16 @@ public static class WolverinePeer
         await Pump.RunAsync(WarmUp, 8, async i => await bus.PublishAsync(new PeerInboxMessage(-1 - i)));
         await state.WarmUp.WaitAsync(TimeSpan.FromMinutes(1), $"{Name} inbox warm-up");
 
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, async i => await bus.PublishAsync(new PeerInboxMessage(i)));
         await state.Probe.Done.WaitAsync(TimeSpan.FromMinutes(3), $"{Name} inbox");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1));
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync($"{Name} inbox + 1 EF write", count);
         return rate;
     }
 

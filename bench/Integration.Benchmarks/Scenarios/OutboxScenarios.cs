@@ -121,6 +121,7 @@ public sealed class OutboxScenario : IScenario
         var probe = new LatencyProbe(count);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false);
         var bus = host.Services.GetRequiredService<IBus>();
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         var interval = TimeSpan.FromSeconds(1.0 / PacedRate);
         await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
@@ -148,7 +149,11 @@ public sealed class OutboxScenario : IScenario
         Console.Error.WriteLine($"[bench] {(outbox ? "outbox" : "commit + publish")}: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {probe.Done.Count} consumed by then");
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), outbox ? "outbox" : "direct publish");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the relay marks its last batch
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync(outbox ? $"our outbox{(paced ? " (paced)" : "")}" : $"commit + direct publish{(paced ? " (paced)" : "")}", count);
         return (rate, probe.Latency);
     }
 }
@@ -183,11 +188,16 @@ public sealed class InboxScenario : IScenario
         var probe = new LatencyProbe(count);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(WritingConsumer), inbox: inbox);
         var bus = host.Services.GetRequiredService<IBus>();
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => bus.Publish(new OutboxBenchMessage(i)));
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), inbox ? "with inbox" : "without inbox");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the last commits
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync(inbox ? "our inbox + 1 EF write" : "consumer + 1 EF write", count);
         return rate;
     }
 }
