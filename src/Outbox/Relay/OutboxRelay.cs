@@ -241,7 +241,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         // Pipelined: the next claim does not wait for this mark (these transactions stay claimed under the lease until it
         // lands, so no relay claims them again); one mark in flight at a time, and its failure fails the next round.
         await MarkedAsync().ConfigureAwait(false);
-        _marking = MarkAsync(token, delivered, failed);
+        _marking = MarkAsync(token, delivered, failed, settings.SendTimeout);
         if (failed.Count > 0)
         {
             await MarkedAsync().ConfigureAwait(false);
@@ -260,10 +260,12 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     }
 
     /// <summary>Records the confirmed transactions as delivered (and the failed ones with their error), for this claim only.</summary>
-    async Task MarkAsync(Guid token, List<Guid> delivered, List<(Guid Id, string Error)> failed)
+    async Task MarkAsync(Guid token, List<Guid> delivered, List<(Guid Id, string Error)> failed, TimeSpan timeout)
     {
-        // Not cancelled by the host's stop: a confirmed batch left unmarked would be sent again after the lease.
-        var cancellationToken = CancellationToken.None;
+        // Not cancelled by the host's stop (a confirmed batch left unmarked would be sent again after the lease), but
+        // bounded: with the database gone it gives up, and the lease brings the batch back.
+        using var timeoutSource = new CancellationTokenSource(timeout);
+        var cancellationToken = timeoutSource.Token;
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
