@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks the framework against the broker's limit, each scenario against baselines measured in the same run.
-# Usage: ./bench.sh [scenario...] [--count N] [--size BYTES] [--prefetch N] [--concurrency N] [--requests N]
+# Usage: ./bench.sh [scenario...] [--count N] [--size BYTES] [--prefetch N] [--concurrency N] [--requests N] [--profile] [--chart FILE.svg]
 # Starts RabbitMQ and PostgreSQL the way ./test.sh does. Prints the settings and a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -3,12 +3,14 @@ using System.Globalization;
 namespace Integration.Benchmarks.Harness;
 
 /// <summary>Settings of one benchmark run, from the command line: <c>[scenario...] [--count N] [--size BYTES] [--prefetch N] [--concurrency N]</c>.</summary>
-public sealed record BenchSettings(IReadOnlyList<string> Scenarios, int Count, int Size, int Prefetch, int Concurrency, int RequestCount)
+public sealed record BenchSettings(IReadOnlyList<string> Scenarios, int Count, int Size, int Prefetch, int Concurrency, int RequestCount, bool Profile = false, string Chart = "bench/results/latest.svg")
 {
     public static BenchSettings Parse(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
         var scenarios = new List<string>();
+        var profile = false;
+        var chart = "bench/results/latest.svg";
         int count = 20_000, size = 256, prefetch = 64, concurrency = 64, requests = 2_000;
         for (var i = 0; i < args.Length; i++)
         {
@@ -22,6 +24,10 @@ public sealed record BenchSettings(IReadOnlyList<string> Scenarios, int Count, i
                 case "--prefetch": prefetch = Next(); break;
                 case "--concurrency": concurrency = Next(); break;
                 case "--requests": requests = Next(); break;
+                case "--profile": profile = true; break;
+                case "--chart":
+                    chart = i + 1 < args.Length ? args[++i] : throw new ArgumentException("--chart needs a file path");
+                    break;
                 case "--help" or "-h":
                     throw new ArgumentException("usage");
                 default:
@@ -32,6 +38,6 @@ public sealed record BenchSettings(IReadOnlyList<string> Scenarios, int Count, i
             }
         }
 
-        return new BenchSettings(scenarios, count, size, prefetch, concurrency, requests);
+        return new BenchSettings(scenarios, count, size, prefetch, concurrency, requests, profile, chart);
     }
 }

@@ -112,10 +112,14 @@ public sealed class ThroughputBaselineScenario : IScenario
         ArgumentNullException.ThrowIfNull(context);
         var raw = await Baselines.RawThroughput(context);
         var masstransit = await Baselines.MassTransitThroughput(context);
+        var peer = await context.MedianAsync(count => Peers.WolverinePeer.MeasurePlain(context, count));
+        var peerName = Peers.WolverinePeer.Name;
         return
         [
             new Result("1 raw client", "publish+consume", "throughput", raw, "msg/s", Note: "the broker's ceiling on this machine"),
             new Result("2 MassTransit", "send+consume", "throughput", masstransit, "msg/s", Baselines.RawName, raw),
+            new Result($"2 {peerName}", "send (inline, confirms) + plain handler", "throughput", peer, "msg/s", Baselines.RawName, raw, "peer"),
+            new Result("2 MassTransit", "send+consume", "throughput", masstransit, "msg/s", $"{peerName} plain handler", peer, "like for like: one send, one consume"),
         ];
     }
 }

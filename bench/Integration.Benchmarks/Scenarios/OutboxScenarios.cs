@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Integration.Benchmarks.Harness;
+using Integration.Benchmarks.Peers;
 using Integration.Outbox;
 using Integration.Outbox.Inbox;
 using Integration.Outbox.Model;
@@ -89,7 +90,11 @@ public sealed class OutboxScenario : IScenario
         var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
         var directLatency = (await Measure(context, pacedCount, outbox: false, paced: true)).Latency;
         var outboxLatency = (await Measure(context, pacedCount, outbox: true, paced: true)).Latency;
+        var peer = await context.MedianAsync(async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
+        var peerLatency = (await WolverinePeer.MeasureOutbox(context, pacedCount, paced: true, PacedRate)).Latency;
         var note = $"{pacedCount} commits at {PacedRate}/s";
+        var peerName = WolverinePeer.Name;
+        Console.Error.WriteLine($"[bench] peer settings: {WolverinePeer.Settings(context.Settings)}");
         return
         [
             new Result("4 outbox", "commit, then direct publish (confirms)", "throughput", direct, "msg/s", Note: "saturated: 64 writers"),
@@ -99,6 +104,13 @@ public sealed class OutboxScenario : IScenario
             new Result("4 outbox", "outbox", "commit-to-consume p50", outboxLatency.PercentileMs(50), "ms", "direct p50", directLatency.PercentileMs(50), note),
             new Result("4 outbox", "outbox", "commit-to-consume p95", outboxLatency.PercentileMs(95), "ms", "direct p95", directLatency.PercentileMs(95), note),
             new Result("4 outbox", "outbox", "commit-to-consume p99", outboxLatency.PercentileMs(99), "ms", "direct p99", directLatency.PercentileMs(99), note),
+            new Result("4 outbox", $"{peerName} durable outbox (EF Core, confirms)", "throughput", peer, "msg/s", "commit + direct publish", direct, "saturated: 64 writers; peer"),
+            new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", $"{peerName} outbox", peer, "ours vs peer, same run"),
+            new Result("4 outbox", $"{peerName} durable outbox", "commit-to-consume p50", peerLatency.PercentileMs(50), "ms", "direct p50", directLatency.PercentileMs(50), note + "; peer"),
+            new Result("4 outbox", $"{peerName} durable outbox", "commit-to-consume p95", peerLatency.PercentileMs(95), "ms", "direct p95", directLatency.PercentileMs(95), note + "; peer"),
+            new Result("4 outbox", $"{peerName} durable outbox", "commit-to-consume p99", peerLatency.PercentileMs(99), "ms", "direct p99", directLatency.PercentileMs(99), note + "; peer"),
+            new Result("4 outbox", "outbox", "commit-to-consume p50", outboxLatency.PercentileMs(50), "ms", $"{peerName} p50", peerLatency.PercentileMs(50), note + "; ours vs peer"),
+            new Result("4 outbox", "outbox", "commit-to-consume p99", outboxLatency.PercentileMs(99), "ms", $"{peerName} p99", peerLatency.PercentileMs(99), note + "; ours vs peer"),
         ];
     }
 
@@ -109,6 +121,7 @@ public sealed class OutboxScenario : IScenario
         var probe = new LatencyProbe(count);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false);
         var bus = host.Services.GetRequiredService<IBus>();
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         var interval = TimeSpan.FromSeconds(1.0 / PacedRate);
         await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
@@ -136,7 +149,11 @@ public sealed class OutboxScenario : IScenario
         Console.Error.WriteLine($"[bench] {(outbox ? "outbox" : "commit + publish")}: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {probe.Done.Count} consumed by then");
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), outbox ? "outbox" : "direct publish");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the relay marks its last batch
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync(outbox ? $"our outbox{(paced ? " (paced)" : "")}" : $"commit + direct publish{(paced ? " (paced)" : "")}", count);
         return (rate, probe.Latency);
     }
 }
@@ -152,10 +169,15 @@ public sealed class InboxScenario : IScenario
         ArgumentNullException.ThrowIfNull(context);
         var plain = await context.MedianAsync(count => Measure(context, count, inbox: false));
         var withInbox = await context.MedianAsync(count => Measure(context, count, inbox: true));
+        var peer = await context.MedianAsync(count => WolverinePeer.MeasureInbox(context, count));
+        var peerName = WolverinePeer.Name;
+        Console.Error.WriteLine($"[bench] peer settings: {WolverinePeer.Settings(context.Settings)}");
         return
         [
             new Result("5 inbox", "consumer + 1 EF write", "throughput", plain, "msg/s"),
             new Result("5 inbox", "consumer + 1 EF write + inbox", "throughput", withInbox, "msg/s", "without inbox", plain),
+            new Result("5 inbox", $"{peerName} durable inbox + 1 EF write", "throughput", peer, "msg/s", "without inbox", plain, "peer"),
+            new Result("5 inbox", "consumer + 1 EF write + inbox", "throughput", withInbox, "msg/s", $"{peerName} inbox", peer, "ours vs peer, same run"),
         ];
     }
 
@@ -166,11 +188,16 @@ public sealed class InboxScenario : IScenario
         var probe = new LatencyProbe(count);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(WritingConsumer), inbox: inbox);
         var bus = host.Services.GetRequiredService<IBus>();
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => bus.Publish(new OutboxBenchMessage(i)));
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), inbox ? "with inbox" : "without inbox");
         var rate = count / stopwatch.Elapsed.TotalSeconds;
+        if (profile is not null)
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the last commits
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync(inbox ? "our inbox + 1 EF write" : "consumer + 1 EF write", count);
         return rate;
     }
 }

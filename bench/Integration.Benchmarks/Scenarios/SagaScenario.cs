@@ -119,7 +119,7 @@ public sealed class SagaScenario : IScenario
         var countdown = new Countdown(count);
         using var host = await StartHost(context, broker, database, processor, countdown);
 
-        var ids = Enumerable.Range(0, instances).Select(_ => NewId.NextGuid()).ToArray();
+        var ids = Enumerable.Range(0, instances).Select(_ => Guid.CreateVersion7()).ToArray();
         await using (var scope = host.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>();
@@ -128,6 +128,7 @@ public sealed class SagaScenario : IScenario
 
         var bus = host.Services.GetRequiredService<IBus>();
         var endpoint = await bus.GetSendEndpoint(new Uri("queue:bench-saga"));
+        using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => endpoint.Send(new SagaHit(ids[i % instances], i)));
         await countdown.WaitAsync(TimeSpan.FromMinutes(3), $"{processor} over {instances} instance(s)");
@@ -143,6 +144,8 @@ public sealed class SagaScenario : IScenario
         }
 
         await host.StopAsync();
+        if (profile is not null)
+            await profile.ReportAsync($"saga bench: {processor} over {instances} instance(s) (includes one SUM read at the end)", count);
         return rate;
     }
 

@@ -28,6 +28,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     readonly System.Collections.Concurrent.ConcurrentDictionary<string, Type> _types = new(StringComparer.Ordinal);
 
     readonly SemaphoreSlim _wake = new(0, 1);
+    Task _marking = Task.CompletedTask;
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
     OutboxTables? _tables;
 
@@ -92,6 +93,8 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     async Task RunAsync(OutboxOptions settings, CancellationToken stoppingToken)
     {
         var listener = Task.Run(() => ListenAsync(stoppingToken), stoppingToken);
+        // Off the delivery path: a commit never waits behind the statistics and cleanup statements.
+        var housekeeping = Task.Run(() => HousekeepingLoopAsync(settings, stoppingToken), stoppingToken);
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -99,7 +102,6 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             {
                 var delivered = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
                 failures = 0;
-                await HousekeepingAsync(settings, stoppingToken).ConfigureAwait(false);
                 if (delivered == 0)
                     await _wake.WaitAsync(settings.PollInterval, stoppingToken).ConfigureAwait(false);
             }
@@ -116,7 +118,36 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             }
         }
 
+        // The last batch's mark runs to its end (not cancelled by the stop): what was confirmed is recorded as delivered.
+        await MarkedAsync().ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await listener.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await housekeeping.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    async Task HousekeepingLoopAsync(OutboxOptions settings, CancellationToken stoppingToken)
+    {
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await HousekeepingAsync(settings, stoppingToken).ConfigureAwait(false);
+                failures = 0;
+                var wait = _nextCleanup - time.GetUtcNow();
+                await Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, time, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception exception)
+            {
+                failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 250 * Math.Pow(2, Math.Min(failures, 6))));
+                LogHousekeepingFailed(logger, exception, failures, delay.TotalSeconds);
+                await Task.Delay(delay, time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
     }
 
     /// <summary>
@@ -207,6 +238,34 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
                 }
             }).ConfigureAwait(false);
 
+        // Pipelined: the next claim does not wait for this mark (these transactions stay claimed under the lease until it
+        // lands, so no relay claims them again); one mark in flight at a time, and its failure fails the next round.
+        await MarkedAsync().ConfigureAwait(false);
+        _marking = MarkAsync(token, delivered, failed, settings.SendTimeout);
+        if (failed.Count > 0)
+        {
+            await MarkedAsync().ConfigureAwait(false);
+            throw new OutboxDeliveryException($"{failed.Count} of {claimed.Count} outbox transaction(s) could not be delivered: {failed[0].Error}");
+        }
+
+        return delivered.Count;
+    }
+
+    /// <summary>Waits for the mark in flight; a failed mark fails this round once (its transactions return after the lease).</summary>
+    Task MarkedAsync()
+    {
+        var marking = _marking;
+        _marking = Task.CompletedTask;
+        return marking;
+    }
+
+    /// <summary>Records the confirmed transactions as delivered (and the failed ones with their error), for this claim only.</summary>
+    async Task MarkAsync(Guid token, List<Guid> delivered, List<(Guid Id, string Error)> failed, TimeSpan timeout)
+    {
+        // Not cancelled by the host's stop (a confirmed batch left unmarked would be sent again after the lease), but
+        // bounded: with the database gone it gives up, and the lease brings the batch back.
+        using var timeoutSource = new CancellationTokenSource(timeout);
+        var cancellationToken = timeoutSource.Token;
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
@@ -233,10 +292,6 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
                 await db.Database.ExecuteSqlRawAsync(sql, [retryAt, reason, id, token], cancellationToken).ConfigureAwait(false);
             }
         }
-
-        if (failed.Count > 0)
-            throw new OutboxDeliveryException($"{failed.Count} of {claimed.Count} outbox transaction(s) could not be delivered: {failed[0].Error}");
-        return delivered.Count;
     }
 
     Type? Resolve(string name)
@@ -364,6 +419,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay: delivery failed ({Failures} in a row); retrying in {Seconds} s")]
     static partial void LogRelayFailed(ILogger logger, Exception exception, int failures, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay: statistics and cleanup failed ({Failures} in a row); retrying in {Seconds} s")]
+    static partial void LogHousekeepingFailed(ILogger logger, Exception exception, int failures, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay: LISTEN connection lost ({Reason}); polling until it is back")]
     static partial void LogListenFailed(ILogger logger, string reason);
