@@ -25,7 +25,7 @@ namespace Integration.Outbox.Batching;
 /// MassTransit's <c>Batch&lt;T&gt;</c> consumer collects the same way but completes or faults every message of a batch
 /// together; isolating one poison message needs an outcome per message, hence this collector.
 /// </remarks>
-sealed partial class BatchCollector<TMessage> : IDisposable
+sealed partial class BatchCollector<TMessage>
     where TMessage : class
 {
     readonly Lock _lock = new();
@@ -35,7 +35,7 @@ sealed partial class BatchCollector<TMessage> : IDisposable
     readonly TimeProvider _time;
     readonly BatchMetrics _metrics;
     readonly ILogger _logger;
-    readonly SemaphoreSlim _gate;
+    readonly SemaphoreSlim _gate;   // not disposed: a batch still committing at shutdown releases it (no wait handle is ever created)
     List<Entry> _pending = [];
     long _generation;
 
@@ -223,8 +223,6 @@ sealed partial class BatchCollector<TMessage> : IDisposable
         parameter.Value = value;
         command.Parameters.Add(parameter);
     }
-
-    public void Dispose() => _gate.Dispose();
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Batch of {Count} on {Queue} failed ({Reason}); applying each half on its own to isolate the failing message")]
     static partial void LogSplit(ILogger logger, int count, string queue, string reason);
