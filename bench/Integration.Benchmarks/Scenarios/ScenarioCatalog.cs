@@ -13,5 +13,6 @@ public static class ScenarioCatalog
         new InboxScenario(),
         new SagaScenario(),
         new RequestResponseScenario(),
+        new BatchingScenario(),
     ];
 }

@@ -11,5 +11,6 @@ public static class HostFeatures
         new Fulfillment.FulfillmentFeature(),
         new Choreography.ChoreographyFeature(),
         new Stock.StockFeature(),
+        new Inventory.InventoryFeature(),
     ];
 }

@@ -101,6 +101,31 @@ namespace Integration.Host.Persistence.Migrations
                     b.ToTable("order_fulfillment", (string)null);
                 });
 
+            modelBuilder.Entity("Integration.Host.Inventory.InventoryLevel", b =>
+                {
+                    b.Property<string>("Sku")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("sku");
+
+                    b.Property<string>("Location")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("location");
+
+                    b.Property<int>("Quantity")
+                        .HasColumnType("integer")
+                        .HasColumnName("quantity");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Sku", "Location");
+
+                    b.ToTable("inventory_levels", (string)null);
+                });
+
             modelBuilder.Entity("Integration.Host.Orders.Order", b =>
                 {
                     b.Property<Guid>("OrderId")

@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Integration.Host.Persistence.Migrations
 {
     [DbContext(typeof(HostDbContext))]
-    [Migration("20261201140950_InitialCreate")]
+    [Migration("20261201165222_InitialCreate")]
     partial class InitialCreate
     {
         /// <inheritdoc />
@@ -102,6 +102,31 @@ namespace Integration.Host.Persistence.Migrations
                         .HasDatabaseName("ix_order_fulfillment_current_state");
 
                     b.ToTable("order_fulfillment", (string)null);
+                });
+
+            modelBuilder.Entity("Integration.Host.Inventory.InventoryLevel", b =>
+                {
+                    b.Property<string>("Sku")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("sku");
+
+                    b.Property<string>("Location")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("location");
+
+                    b.Property<int>("Quantity")
+                        .HasColumnType("integer")
+                        .HasColumnName("quantity");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Sku", "Location");
+
+                    b.ToTable("inventory_levels", (string)null);
                 });
 
             modelBuilder.Entity("Integration.Host.Orders.Order", b =>

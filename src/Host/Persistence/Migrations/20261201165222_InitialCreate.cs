@@ -46,6 +46,20 @@ namespace Integration.Host.Persistence.Migrations
                 });
 
             migrationBuilder.CreateTable(
+                name: "inventory_levels",
+                columns: table => new
+                {
+                    sku = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
+                    location = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<int>(type: "integer", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_inventory_levels", x => new { x.sku, x.location });
+                });
+
+            migrationBuilder.CreateTable(
                 name: "message_store",
                 columns: table => new
                 {
@@ -628,6 +642,9 @@ namespace Integration.Host.Persistence.Migrations
 
             migrationBuilder.DropTable(
                 name: "inbox_states");
+
+            migrationBuilder.DropTable(
+                name: "inventory_levels");
 
             migrationBuilder.DropTable(
                 name: "message_store");
