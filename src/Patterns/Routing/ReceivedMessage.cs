@@ -96,10 +96,25 @@ internal static class TransportProperties
 {
     public static void CopyContentEncoding(ReceiveContext receive, SendContext send)
     {
-        if (Property(receive, "Properties") is not { } received || Property(received, "ContentEncoding") is not string encoding || encoding.Length == 0)
-            return;
-        if (Property(send, "BasicProperties") is { } properties)
-            properties.GetType().GetProperty("ContentEncoding")?.SetValue(properties, encoding);
+        if (ReadContentEncoding(receive) is { } encoding)
+            WriteContentEncoding(send, encoding);
+    }
+
+    /// <summary>The received message's AMQP <c>content_encoding</c>, or null (none, or not RabbitMQ).</summary>
+    public static string? ReadContentEncoding(ReceiveContext receive) =>
+        Property(receive, "Properties") is { } received && Property(received, "ContentEncoding") is string { Length: > 0 } encoding ? encoding : null;
+
+    /// <summary>The AMQP <c>content_encoding</c> a message being sent has so far, or null.</summary>
+    public static string? ReadContentEncoding(SendContext send) =>
+        Property(send, "BasicProperties") is { } properties && Property(properties, "ContentEncoding") is string { Length: > 0 } encoding ? encoding : null;
+
+    /// <summary>Sets the AMQP <c>content_encoding</c> of a message being sent; false when the transport has no such property.</summary>
+    public static bool WriteContentEncoding(SendContext send, string encoding)
+    {
+        if (Property(send, "BasicProperties") is not { } properties || properties.GetType().GetProperty("ContentEncoding") is not { CanWrite: true } property)
+            return false;
+        property.SetValue(properties, encoding);
+        return true;
     }
 
     static object? Property(object target, string name) => target.GetType().GetProperty(name)?.GetValue(target);

@@ -96,9 +96,10 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
         {
             if (rateLimit is not null)
                 endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
-            options.Apply(endpoint);
+            var compression = options.Compression?.Snapshot();
+            options.Apply(endpoint, compression);
             var maxBody = options.MaxBodyBytes;
-            var serializer = options.RawJson ? RouteEndpointOptions.RawJsonSerializer : null;
+            var serializer = options.SendSerializer(compression);
             endpoint.Handler<TMessage>(context =>
             {
                 // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
