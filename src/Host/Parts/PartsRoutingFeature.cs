@@ -1,5 +1,6 @@
 using Integration.Host.Features;
 using Integration.Hosting;
+using Integration.Patterns.Compression;
 using Integration.Patterns.ContentRouting;
 using Integration.Patterns.Filtering;
 using Integration.Patterns.Routing;
@@ -26,6 +27,13 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     /// <summary>Largest parts request accepted (64 KiB); larger ones go to <c>parts-requests_error</c> with the reason.</summary>
     public const int MaxRequestBytes = 64 * 1024;
 
+    /// <summary>
+    /// Largest size a compressed parts request (content encoding <c>gzip</c>, <c>br</c>, <c>lz4</c> or <c>snappy</c>) may
+    /// inflate to (1 MiB): past it, the request goes to <c>parts-requests_error</c> with the reason.
+    /// <c>Integration:Parts:MaxDecompressedBytes</c>.
+    /// </summary>
+    public const int DefaultMaxDecompressedBytes = 1024 * 1024;
+
     /// <inheritdoc />
     public string Name => "parts-routing";
 
@@ -44,6 +52,7 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var perSecond = configuration.GetValue("Integration:Parts:RateLimitPerSecond", DefaultRateLimitPerSecond);
+        var maxDecompressed = configuration.GetValue("Integration:Parts:MaxDecompressedBytes", DefaultMaxDecompressedBytes);
         bus.AddIntegrationRoutes(routes => routes.From<PartsRequest>("parts-requests", r => r
                 .WireTap("audit")
                 .Validate(m => !string.IsNullOrWhiteSpace(m.RequestId), "requestId is required")
@@ -57,6 +66,8 @@ public sealed partial class PartsRoutingFeature : IHostFeature
             {
                 endpoint.RawJson = true;
                 endpoint.MaxBodyBytes = MaxRequestBytes;
+                // Compressed requests are read and routed like plain ones (passed on decompressed); a bad value stops the host naming the setting.
+                endpoint.Compression = new CompressionOptions { MaxDecompressedBytes = maxDecompressed };
                 endpoint.RateLimit(perSecond, TimeSpan.FromSeconds(1));   // a bad value stops the host naming the route and RateLimit
             }));
     }

@@ -88,6 +88,7 @@ internal sealed class DecompressingDeserializer(IMessageDeserializer inner, Comp
         if (!MessageCompression.TryParse(ContentEncodings.Read(receiveContext), out var encoding))
             return inner.Deserialize(receiveContext);
         var plain = MessageCompression.Decompress(receiveContext.Body.GetBytes(), encoding, options.MaxDecompressedBytes);
+        receiveContext.GetOrAddPayload(() => new DecodedBody(plain));
         return new BodyConsumeContext(receiveContext, inner.Deserialize(new BytesMessageBody(plain), receiveContext.TransportHeaders, receiveContext.InputAddress));
     }
 
@@ -100,4 +101,10 @@ internal sealed class DecompressingDeserializer(IMessageDeserializer inner, Comp
     }
 
     public MessageBody GetMessageBody(string text) => inner.GetMessageBody(text);
+}
+
+/// <summary>The decompressed body of a received message (a payload of its receive context), for steps that pass it on.</summary>
+internal sealed class DecodedBody(byte[] bytes)
+{
+    public byte[] Bytes { get; } = bytes;
 }

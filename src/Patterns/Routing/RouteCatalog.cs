@@ -104,7 +104,7 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
             {
                 // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
                 // producer sent to the same queue; only such a body is passed on as it came.
-                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer);
+                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer, compression);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {
                     throw new Filtering.MessageRejectedException(

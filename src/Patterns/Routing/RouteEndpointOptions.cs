@@ -50,8 +50,10 @@ public sealed class RouteEndpointOptions
     /// Compression (<see cref="Compression.CompressionOptions"/>): bodies whose content encoding is <c>gzip</c>, <c>br</c>,
     /// <c>lz4</c> or <c>snappy</c> are decompressed before they are read (typed, <see cref="RawJson"/>, <see cref="RawXml"/>
     /// and <see cref="RawDocuments"/> alike); a corrupt body, or one that inflates past its <c>MaxDecompressedBytes</c>,
-    /// goes to <c>&lt;queue&gt;_error</c> with the reason. With <c>Compress</c> set, a message a step serializes anew is
-    /// compressed above the threshold; one passed on unchanged goes on as it arrived (still compressed, same encoding).
+    /// goes to <c>&lt;queue&gt;_error</c> with the reason. A compressed message the route passes on unchanged goes on as
+    /// the plain one would (the decompressed body, its content type and headers, no content encoding), so downstream
+    /// systems see the same message whichever way the producer sent it. With <c>Compress</c> set, everything the route
+    /// sends (passed on or made by a step) is compressed above the threshold, with the route's encoding.
     /// Null (the default): compressed bodies are not understood.
     /// </summary>
     public Compression.CompressionOptions? Compression { get; set; }
