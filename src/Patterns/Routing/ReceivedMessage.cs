@@ -87,6 +87,27 @@ internal sealed class ReceivedMessage
             TransportProperties.CopyContentEncoding(_receive, send);
     }
 
+    /// <summary>
+    /// Sends the received message as it arrived (body, content type, content encoding, headers), for a move to another
+    /// queue such as <c>_skipped</c>; the caller's headers are set after.
+    /// </summary>
+    public static void Forward(ReceiveContext receive, SendContext send)
+    {
+        ArgumentNullException.ThrowIfNull(receive);
+        ArgumentNullException.ThrowIfNull(send);
+        send.Serializer = new ForwardedBodySerializer(new BytesMessageBody(receive.Body.GetBytes()), receive.ContentType);
+        if (receive.ContentType is { } contentType)
+            send.ContentType = contentType;
+        foreach (var header in receive.TransportHeaders.GetAll())
+        {
+            if (header.Value is null || NotCopied.Contains(header.Key))
+                continue;
+            send.Headers.Set(header.Key, header.Value);
+        }
+
+        TransportProperties.CopyContentEncoding(receive, send);
+    }
+
     /// <summary>Writes a body that was serialized already (the received one) with MassTransit's raw transport headers.</summary>
     sealed class ForwardedBodySerializer(MessageBody body, ContentType? contentType) : RawMessageSerializer, IMessageSerializer
     {

@@ -100,7 +100,9 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
             options.Apply(endpoint, compression);
             var maxBody = options.MaxBodyBytes;
             var serializer = options.SendSerializer(compression);
-            endpoint.Handler<TMessage>(context =>
+            var budget = options.Deadline;
+            var time = services.GetService(typeof(TimeProvider)) as TimeProvider ?? TimeProvider.System;
+            endpoint.Handler<TMessage>(async context =>
             {
                 // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
                 // producer sent to the same queue; only such a body is passed on as it came.
@@ -111,7 +113,10 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
                         $"Route '{queue}' rejected the message: its body is {length} bytes, over the limit of {max} (MaxBodyBytes)");
                 }
 
-                return pipe.Send(context);
+                // A message whose deadline has passed is not started: to <queue>_skipped with the reason (a request's caller gets a fault).
+                if (await Deadlines.DeadlineGuard.SkipIfPassed(context, budget, time).ConfigureAwait(false))
+                    return;
+                await pipe.Send(context).ConfigureAwait(false);
             });
         });
     }

@@ -58,6 +58,15 @@ public sealed class RouteEndpointOptions
     /// </summary>
     public Compression.CompressionOptions? Compression { get; set; }
 
+    /// <summary>
+    /// This route's deadline budget (<see cref="Deadlines.MessageDeadline"/>): a message works under its
+    /// <c>Integration-Deadline</c> header or this long from its arrival, whichever is sooner, and everything the route
+    /// sends (and an enricher's requests) carries that deadline on. Null: the header alone. Either way a message whose
+    /// deadline has passed is not started: it goes to <c>&lt;queue&gt;_skipped</c> with the reason in
+    /// <c>Integration-Skipped-Reason</c>, and a request's caller gets a fault.
+    /// </summary>
+    public TimeSpan? Deadline { get; set; }
+
     /// <summary>At most this many messages in process at once (a throttle); null: the transport's default.</summary>
     public int? ConcurrentMessageLimit { get; set; }
 
@@ -103,6 +112,8 @@ public sealed class RouteEndpointOptions
                 yield return failure;
         }
 
+        if (Deadline is { } deadline && deadline <= TimeSpan.Zero)
+            yield return $"Deadline must be positive, not {deadline}";
         if (MaxBodyBytes is < 1)
             yield return $"MaxBodyBytes must be at least 1, not {MaxBodyBytes}";
         if (ConcurrentMessageLimit is < 1)
