@@ -1,5 +1,7 @@
 using Integration.Host.Features;
 using Integration.Hosting;
+using Integration.Patterns.Compression;
+using Integration.Patterns.Deadlines;
 using Integration.Patterns.ContentRouting;
 using Integration.Patterns.Filtering;
 using Integration.Patterns.Routing;
@@ -26,6 +28,21 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     /// <summary>Largest parts request accepted (64 KiB); larger ones go to <c>parts-requests_error</c> with the reason.</summary>
     public const int MaxRequestBytes = 64 * 1024;
 
+    /// <summary>
+    /// Largest size a compressed parts request (content encoding <c>gzip</c>, <c>br</c>, <c>lz4</c> or <c>snappy</c>) may
+    /// inflate to (1 MiB): past it, the request goes to <c>parts-requests_error</c> with the reason.
+    /// <c>Integration:Parts:MaxDecompressedBytes</c>.
+    /// </summary>
+    public const int DefaultMaxDecompressedBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Configuration section of the deadline budgets (<c>Integration:Deadlines:Client</c>, <c>:Gateway</c>,
+    /// <c>:Service</c>, <c>:Database</c>). A parts request works under its <c>Integration-Deadline</c> header or the
+    /// gateway budget from its arrival, whichever is sooner; one whose deadline has passed goes to
+    /// <c>parts-requests_skipped</c> with the reason, and what is routed carries the deadline on.
+    /// </summary>
+    public const string DeadlinesSection = "Integration:Deadlines";
+
     /// <inheritdoc />
     public string Name => "parts-routing";
 
@@ -34,6 +51,9 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddHostedService<DestinationQueues>();
+        // The read path's budgets (client 30 s > gateway 25 s > service 20 s > database 15 s): validated at start, naming the key.
+        builder.Services.AddOptions<DeadlineBudgets>().BindConfiguration(DeadlinesSection).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<DeadlineBudgets>, DeadlineBudgetsValidation>();
     }
 
     /// <summary>Default rate limit of <c>parts-requests</c> (messages per second); <c>Integration:Parts:RateLimitPerSecond</c>, changed at run time by the control bus.</summary>
@@ -44,6 +64,8 @@ public sealed partial class PartsRoutingFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var perSecond = configuration.GetValue("Integration:Parts:RateLimitPerSecond", DefaultRateLimitPerSecond);
+        var maxDecompressed = configuration.GetValue("Integration:Parts:MaxDecompressedBytes", DefaultMaxDecompressedBytes);
+        var budgets = configuration.GetSection(DeadlinesSection).Get<DeadlineBudgets>() ?? new DeadlineBudgets();
         bus.AddIntegrationRoutes(routes => routes.From<PartsRequest>("parts-requests", r => r
                 .WireTap("audit")
                 .Validate(m => !string.IsNullOrWhiteSpace(m.RequestId), "requestId is required")
@@ -57,8 +79,21 @@ public sealed partial class PartsRoutingFeature : IHostFeature
             {
                 endpoint.RawJson = true;
                 endpoint.MaxBodyBytes = MaxRequestBytes;
+                // Compressed requests are read and routed like plain ones (passed on decompressed); a bad value stops the host naming the setting.
+                endpoint.Compression = new CompressionOptions { MaxDecompressedBytes = maxDecompressed };
+                endpoint.Deadline = budgets.Gateway;
                 endpoint.RateLimit(perSecond, TimeSpan.FromSeconds(1));   // a bad value stops the host naming the route and RateLimit
             }));
+    }
+
+    /// <summary>Fails the start when the budgets are not positive or do not shrink hop by hop.</summary>
+    sealed class DeadlineBudgetsValidation : IValidateOptions<DeadlineBudgets>
+    {
+        public ValidateOptionsResult Validate(string? name, DeadlineBudgets options)
+        {
+            var failures = options.Validate(DeadlinesSection).ToList();
+            return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+        }
     }
 
     /// <summary>Declares the destination queues (durable) as soon as the broker answers, retrying in the background until it does.</summary>

@@ -1,3 +1,4 @@
+using Integration.Patterns.Deadlines;
 using Integration.Patterns.Routing;
 using MassTransit;
 using MassTransit.Context;
@@ -48,10 +49,11 @@ public static class ContentEnricherExtensions
             ? null
             : async (context, services, token) =>
             {
+                // The request waits what is left of the message's deadline, capped by the timeout, and carries that deadline on.
                 var factory = services.GetRequiredService<IClientFactory>();
                 var address = await QueueAddressing.SendAddressAsync(context, services, service, token).ConfigureAwait(false);
-                var client = factory.CreateRequestClient<TRequest>(context, address, RequestTimeout.After(ms: (int)Math.Ceiling(wait.TotalMilliseconds)));
-                var response = await client.GetResponse<TResponse>(request(context.Message), token).ConfigureAwait(false);
+                var response = await factory.GetResponseWithin<TRequest, TResponse>(address, request(context.Message), wait, context,
+                    services.GetService<TimeProvider>(), token).ConfigureAwait(false);
                 return response.Message;
             };
         return route.ContinueWith(new ContentEnricherSpecification<T, TResponse, TOut>(fetch, merge, wait,
@@ -106,17 +108,28 @@ internal sealed class ContentEnricherFilter<T, TData, TOut>(
         ArgumentNullException.ThrowIfNull(context);
         var source = service is null ? "the lookup" : $"the request to '{service}'";
         TData data;
+        TimeSpan wait;
+        try
+        {
+            // What is left of the message's deadline, capped by the enricher's own timeout.
+            wait = MessageDeadline.HopTimeout(MessageDeadline.Of(context), timeout, services.GetService<TimeProvider>());
+        }
+        catch (DeadlineExceededException exception)
+        {
+            throw new EnrichmentException($"Route '{route}', {name}: {source} was not started: {exception.Message}");
+        }
+
         using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken))
         {
-            deadline.CancelAfter(timeout);
+            deadline.CancelAfter(wait);
             try
             {
-                data = await fetch(context, services, deadline.Token).WaitAsync(timeout, context.CancellationToken).ConfigureAwait(false);
+                data = await fetch(context, services, deadline.Token).WaitAsync(wait, context.CancellationToken).ConfigureAwait(false);
             }
             catch (Exception exception) when (exception is TimeoutException or RequestTimeoutException
                                               || (exception is OperationCanceledException && !context.CancellationToken.IsCancellationRequested))
             {
-                throw new EnrichmentException($"Route '{route}', {name}: {source} timed out after {timeout.TotalSeconds:0.###} s");
+                throw new EnrichmentException($"Route '{route}', {name}: {source} timed out after {wait.TotalSeconds:0.###} s");
             }
             catch (RequestFaultException exception)
             {

@@ -97,23 +97,29 @@ sealed class RouteDefinition<TMessage>(string queue, RouteConfigurator<TMessage>
         {
             if (rateLimit is not null)
                 endpoint.UseFilter(new Throttling.RateLimitFilter(rateLimit));   // outermost: a retry does not wait for a new slot
-            options.Apply(endpoint);
+            var compression = options.Compression?.Snapshot();
+            options.Apply(endpoint, compression);
             var maxBody = options.MaxBodyBytes;
-            var serializer = options.RawJson ? RouteEndpointOptions.RawJsonSerializer : null;
-            endpoint.Handler<TMessage>(context =>
+            var serializer = options.SendSerializer(compression);
+            var budget = options.Deadline;
+            var time = services.GetService(typeof(TimeProvider)) as TimeProvider ?? TimeProvider.System;
+            endpoint.Handler<TMessage>(async context =>
             {
                 // Raw: read from a plain body (raw JSON, XML, a raw document), not from a MassTransit envelope a .NET
                 // producer sent to the same queue; only such a body is passed on as it came.
                 if (addressing is not null)
                     context.GetOrAddPayload(() => addressing);
-                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer);
+                ReceivedMessage.Remember(context, context.Message, context.SerializerContext is SystemTextJsonRawSerializerContext, serializer, compression);
                 if (maxBody is { } max && context.ReceiveContext.Body.Length is { } length && length > max)
                 {
                     throw new Filtering.MessageRejectedException(
                         $"Route '{queue}' rejected the message: its body is {length} bytes, over the limit of {max} (MaxBodyBytes)");
                 }
 
-                return pipe.Send(context);
+                // A message whose deadline has passed is not started: to <queue>_skipped with the reason (a request's caller gets a fault).
+                if (await Deadlines.DeadlineGuard.SkipIfPassed(context, budget, time).ConfigureAwait(false))
+                    return;
+                await pipe.Send(context).ConfigureAwait(false);
             });
         });
     }

@@ -1,4 +1,5 @@
 using MassTransit;
+using MassTransit.Configuration;
 using MassTransit.Serialization;
 
 namespace Integration.Patterns.Routing;
@@ -45,6 +46,27 @@ public sealed class RouteEndpointOptions
     /// </summary>
     public int? MaxBodyBytes { get; set; }
 
+    /// <summary>
+    /// Compression (<see cref="Compression.CompressionOptions"/>): bodies whose content encoding is <c>gzip</c>, <c>br</c>,
+    /// <c>lz4</c> or <c>snappy</c> are decompressed before they are read (typed, <see cref="RawJson"/>, <see cref="RawXml"/>
+    /// and <see cref="RawDocuments"/> alike); a corrupt body, or one that inflates past its <c>MaxDecompressedBytes</c>,
+    /// goes to <c>&lt;queue&gt;_error</c> with the reason. A compressed message the route passes on unchanged goes on as
+    /// the plain one would (the decompressed body, its content type and headers, no content encoding), so downstream
+    /// systems see the same message whichever way the producer sent it. With <c>Compress</c> set, everything the route
+    /// sends (passed on or made by a step) is compressed above the threshold, with the route's encoding.
+    /// Null (the default): compressed bodies are not understood.
+    /// </summary>
+    public Compression.CompressionOptions? Compression { get; set; }
+
+    /// <summary>
+    /// This route's deadline budget (<see cref="Deadlines.MessageDeadline"/>): a message works under its
+    /// <c>Integration-Deadline</c> header or this long from its arrival, whichever is sooner, and everything the route
+    /// sends (and an enricher's requests) carries that deadline on. Null: the header alone. Either way a message whose
+    /// deadline has passed is not started: it goes to <c>&lt;queue&gt;_skipped</c> with the reason in
+    /// <c>Integration-Skipped-Reason</c>, and a request's caller gets a fault.
+    /// </summary>
+    public TimeSpan? Deadline { get; set; }
+
     /// <summary>At most this many messages in process at once (a throttle); null: the transport's default.</summary>
     public int? ConcurrentMessageLimit { get; set; }
 
@@ -84,6 +106,14 @@ public sealed class RouteEndpointOptions
     {
         if (RawDocuments && (RawJson || RawXml))
             yield return "RawDocuments reads every body as a RawDocument, so it excludes RawJson and RawXml";
+        if (Compression is { } compression)
+        {
+            foreach (var failure in compression.Validate())
+                yield return failure;
+        }
+
+        if (Deadline is { } deadline && deadline <= TimeSpan.Zero)
+            yield return $"Deadline must be positive, not {deadline}";
         if (MaxBodyBytes is < 1)
             yield return $"MaxBodyBytes must be at least 1, not {MaxBodyBytes}";
         if (ConcurrentMessageLimit is < 1)
@@ -106,25 +136,46 @@ public sealed class RouteEndpointOptions
             yield return $"CircuitBreaker needs a trip threshold of 1 to 100 percent and a positive reset interval (got {trip}%, {_resetInterval})";
     }
 
-    internal void Apply(IReceiveEndpointConfigurator endpoint)
+    /// <summary>How the route's endpoint serializes a new message for sends outside the consume context (null: the bus's default).</summary>
+    internal IMessageSerializer? SendSerializer(Compression.CompressionOptions? compression)
     {
         if (RawJson)
+            return compression is null ? RawJsonSerializer : new Compression.CompressingSerializer(RawJsonSerializer, compression);
+        return compression?.Compress is null ? null : new Compression.CompressingSerializer(SystemTextJsonMessageSerializer.Instance, compression);
+    }
+
+    internal void Apply(IReceiveEndpointConfigurator endpoint, Compression.CompressionOptions? compression)
+    {
+        // With compression, every format this endpoint reads is read through a decompressing deserializer of the same
+        // content type, and what it serializes anew through a compressing serializer.
+        ISerializerFactory Wrap(ISerializerFactory factory) => compression is null ? factory : new Compression.CompressionSerializerFactory(factory, compression);
+
+        if (compression is not null && !RawJson && !RawXml && !RawDocuments)
         {
-            endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
-            endpoint.UseRawJsonSerializer(RawSerializerOptions.AnyMessageType | RawSerializerOptions.AddTransportHeaders, isDefault: true);
+            var envelope = Wrap(new SystemTextJsonMessageSerializerFactory());
+            endpoint.AddSerializer(envelope, isSerializer: true);
+            endpoint.AddDeserializer(envelope, isDefault: true);
+        }
+
+        if (RawJson)
+        {
+            endpoint.AddDeserializer(Wrap(new SystemTextJsonRawMessageSerializerFactory(RawSerializerOptions.AnyMessageType)), isDefault: true);
+            endpoint.AddSerializer(Wrap(new SystemTextJsonRawMessageSerializerFactory(RawSerializerOptions.AnyMessageType | RawSerializerOptions.AddTransportHeaders)), isSerializer: true);
+            if (compression is not null)
+                endpoint.AddDeserializer(Wrap(new SystemTextJsonMessageSerializerFactory()));   // .NET producers' envelopes, compressed too
         }
 
         if (RawXml)
         {
-            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/xml"), asDocument: false), isDefault: !RawJson);
-            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("text/xml"), asDocument: false));
+            endpoint.AddDeserializer(Wrap(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/xml"), asDocument: false)), isDefault: !RawJson);
+            endpoint.AddDeserializer(Wrap(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("text/xml"), asDocument: false)));
         }
 
         if (RawDocuments)
         {
-            endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/json"), asDocument: true), isDefault: true);
+            endpoint.AddDeserializer(Wrap(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType("application/json"), asDocument: true)), isDefault: true);
             foreach (var media in new[] { "application/xml", "text/xml", "text/csv", "application/csv", "text/plain" })
-                endpoint.AddDeserializer(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType(media), asDocument: true));
+                endpoint.AddDeserializer(Wrap(new Normalization.RawBodyDeserializer(new System.Net.Mime.ContentType(media), asDocument: true)));
         }
 
         if (ConcurrentMessageLimit is { } concurrency)

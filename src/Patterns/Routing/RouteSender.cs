@@ -40,21 +40,24 @@ internal sealed class RouteSendState
     readonly string _history;
     readonly Action<SendContext>[] _envelope;
     readonly MessageSequence? _sequence;
+    readonly Deadlines.MessageDeadline? _deadline;
 
-    RouteSendState(string history, Action<SendContext>[] envelope, MessageSequence? sequence)
+    RouteSendState(string history, Action<SendContext>[] envelope, MessageSequence? sequence, Deadlines.MessageDeadline? deadline)
     {
         _history = history;
         _envelope = envelope;
         _sequence = sequence;
+        _deadline = deadline;
     }
 
     /// <summary>The state of the message being consumed, now.</summary>
     public static RouteSendState Capture(ConsumeContext context) =>
-        new(MessageHistory.Of(context).ToJson(), RouteEnvelope.Of(context).Snapshot(), MessageSequence.Of(context));
+        new(MessageHistory.Of(context).ToJson(), RouteEnvelope.Of(context).Snapshot(), MessageSequence.Of(context), Deadlines.MessageDeadline.Of(context));
 
     public void ApplyTo(SendContext send)
     {
         send.Headers.Set(MessageHistory.Header, _history);
+        _deadline?.WriteTo(send);   // the deadline travels on with everything the route sends
         _sequence?.WriteTo(send.Headers);
         foreach (var apply in _envelope)
             apply(send);

@@ -39,13 +39,18 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
     const int TagSize = 16;
 
     readonly EncryptionKeyRing _keys;
+    readonly Compression.CompressionOptions? _compression;
     readonly SystemTextJsonMessageSerializer _json = new(SystemTextJsonMessageSerializer.JsonContentType);
 
-    /// <summary>Creates a serializer over <paramref name="keys"/>.</summary>
-    public AesGcmMessageSerializer(EncryptionKeyRing keys)
+    /// <summary>
+    /// Creates a serializer over <paramref name="keys"/>; with <paramref name="compression"/>, the JSON is compressed before
+    /// it is sealed and decompressed after it is opened (ciphertext does not compress).
+    /// </summary>
+    public AesGcmMessageSerializer(EncryptionKeyRing keys, Compression.CompressionOptions? compression = null)
     {
         ArgumentNullException.ThrowIfNull(keys);
         _keys = keys;
+        _compression = compression;
     }
 
     /// <inheritdoc cref="IMessageSerializer.ContentType" />
@@ -58,6 +63,8 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
         ArgumentNullException.ThrowIfNull(context);
         context.Headers.Set(KeyIdHeader, _keys.CurrentKeyId);
         var plain = _json.GetMessageBody(context).GetBytes();
+        if (_compression is not null)
+            plain = Compression.ContentEncodings.Encode(plain, context, _compression);
         context.ContentType = new ContentType(ContentTypeValue);
         return new BytesMessageBody(Seal(plain, _keys.CurrentKeyId, _keys.CurrentKey));
     }
@@ -66,12 +73,16 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
     public ConsumeContext Deserialize(ReceiveContext receiveContext)
     {
         ArgumentNullException.ThrowIfNull(receiveContext);
-        var serializerContext = Deserialize(receiveContext.Body, receiveContext.TransportHeaders, receiveContext.InputAddress);
+        var serializerContext = Deserialize(receiveContext.Body, receiveContext.TransportHeaders, receiveContext.InputAddress,
+            Compression.ContentEncodings.Read(receiveContext));
         return new BodyConsumeContext(receiveContext, serializerContext);
     }
 
     /// <inheritdoc />
-    public SerializerContext Deserialize(MessageBody body, Headers headers, Uri? destinationAddress = null)
+    public SerializerContext Deserialize(MessageBody body, Headers headers, Uri? destinationAddress = null) =>
+        Deserialize(body, headers, destinationAddress, headers?.Get<string>(Compression.MessageCompression.ContentEncodingHeader));
+
+    SerializerContext Deserialize(MessageBody body, Headers headers, Uri? destinationAddress, string? contentEncoding)
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(headers);
@@ -82,6 +93,8 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
             throw new SerializationException($"Encrypted message names key '{keyId}', which this endpoint does not have (keys: {string.Join(", ", _keys.KeyIds)})");
 
         var plain = Open(body.GetBytes(), keyId, key);
+        if (_compression is not null)
+            plain = Compression.ContentEncodings.Decode(plain, contentEncoding, _compression);
         return _json.Deserialize(new BytesMessageBody(plain), headers, destinationAddress);
     }
 
@@ -96,6 +109,8 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
         scope.Add("contentType", ContentTypeValue);
         scope.Add("currentKeyId", _keys.CurrentKeyId);
         scope.Add("keyIds", string.Join(",", _keys.KeyIds));
+        if (_compression?.Compress is { } encoding)
+            scope.Add("compress", Compression.MessageCompression.Name(encoding));
     }
 
     static byte[] Seal(byte[] plain, string keyId, byte[] key)
@@ -131,9 +146,9 @@ internal sealed class AesGcmMessageSerializer : IMessageSerializer, IMessageDese
 }
 
 /// <summary>Registers <see cref="AesGcmMessageSerializer"/> with MassTransit's serialization.</summary>
-internal sealed class AesGcmSerializerFactory(EncryptionKeyRing keys) : ISerializerFactory
+internal sealed class AesGcmSerializerFactory(EncryptionKeyRing keys, Compression.CompressionOptions? compression = null) : ISerializerFactory
 {
-    readonly AesGcmMessageSerializer _serializer = new(keys);
+    readonly AesGcmMessageSerializer _serializer = new(keys, compression);
 
     /// <inheritdoc />
     public ContentType ContentType => _serializer.ContentType;

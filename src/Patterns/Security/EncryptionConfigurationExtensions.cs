@@ -21,6 +21,40 @@ public static class EncryptionConfigurationExtensions
     }
 
     /// <summary>
+    /// As <see cref="UseAesGcmEncryption(IBusFactoryConfigurator, EncryptionKeyRing)"/>, with compression: a body over
+    /// the threshold is compressed, then encrypted; a received one decrypted, then decompressed (its content encoding
+    /// names the codec). A body that inflates past the limit or is corrupt goes to the <c>_error</c> queue with the reason.
+    /// </summary>
+    /// <exception cref="ArgumentException">A compression option is out of range; the message names it.</exception>
+    public static void UseAesGcmEncryption(this IBusFactoryConfigurator configurator, EncryptionKeyRing keys, Compression.CompressionOptions compression)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(compression);
+        var factory = new AesGcmSerializerFactory(keys, compression.Snapshot());
+        configurator.AddSerializer(factory, isSerializer: true);
+        configurator.AddDeserializer(factory);
+    }
+
+    /// <summary>
+    /// As <see cref="UseAesGcmEncryption(IReceiveEndpointConfigurator, EncryptionKeyRing, bool)"/>, with compression
+    /// inside the encryption (compress, then encrypt; decrypt, then decompress).
+    /// </summary>
+    /// <exception cref="ArgumentException">A compression option is out of range; the message names it.</exception>
+    public static void UseAesGcmEncryption(this IReceiveEndpointConfigurator configurator, EncryptionKeyRing keys, Compression.CompressionOptions compression,
+        bool requireEncrypted = false)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(compression);
+        var factory = new AesGcmSerializerFactory(keys, compression.Snapshot());
+        if (requireEncrypted)
+            configurator.ClearSerialization();
+        configurator.AddSerializer(factory, isSerializer: true);
+        configurator.AddDeserializer(factory, isDefault: requireEncrypted);
+    }
+
+    /// <summary>
     /// Decrypts on this receive endpoint and encrypts what its consumers send. With <paramref name="requireEncrypted"/>,
     /// the endpoint accepts nothing else: a plain message fails with "No deserializer was registered for the message
     /// content type" and goes to the endpoint's <c>_error</c> queue.

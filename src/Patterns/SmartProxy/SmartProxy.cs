@@ -216,7 +216,18 @@ public sealed class SmartProxy : IDisposable
     /// <see cref="SmartProxyCircuitOpenException"/> without sending while the circuit is open, else the last attempt's
     /// <see cref="RequestTimeoutException"/> or <see cref="RequestFaultException"/>.
     /// </summary>
-    public async Task<TResponse> RequestAsync<TRequest, TResponse>(TRequest request, CancellationToken cancellationToken = default)
+    public Task<TResponse> RequestAsync<TRequest, TResponse>(TRequest request, CancellationToken cancellationToken = default)
+        where TRequest : class
+        where TResponse : class =>
+        RequestAsync<TRequest, TResponse>(request, null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RequestAsync{TRequest, TResponse}(TRequest, CancellationToken)"/>, under <paramref name="deadline"/>
+    /// (<see cref="Deadlines.MessageDeadline.Of"/> of the message being handled): each attempt waits what is left, capped by
+    /// <see cref="SmartProxyOptions.Timeout"/>, and carries that deadline on; once it has passed, no attempt is made and
+    /// <see cref="Deadlines.DeadlineExceededException"/> is thrown (not counted as the service's failure).
+    /// </summary>
+    public async Task<TResponse> RequestAsync<TRequest, TResponse>(TRequest request, Deadlines.MessageDeadline? deadline, CancellationToken cancellationToken = default)
         where TRequest : class
         where TResponse : class
     {
@@ -229,8 +240,12 @@ public sealed class SmartProxy : IDisposable
         {
             for (var attempt = 1; ; attempt++)
             {
-                using (var handle = client.Create(request, cancellationToken))
+                var timeout = Deadlines.MessageDeadline.HopTimeout(deadline, _options.Timeout, _time);
+                var hop = deadline?.Hop(timeout, _time);
+                using (var handle = client.Create(request, cancellationToken, RequestTimeout.After(ms: Deadlines.DeadlineExtensions.Milliseconds(timeout))))
                 {
+                    if (hop is not null)
+                        handle.UseExecute(send => hop.WriteTo(send));
                     var requestId = handle.RequestId;
                     _pending[requestId] = new PendingRequest(requestId, callId, typeof(TRequest).Name, _destination.ToString(), _time.GetUtcNow(), attempt);
                     try
