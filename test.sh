@@ -7,6 +7,10 @@ cd "$(dirname "$0")"
 . scripts/services.sh
 integration_services || { echo "Tests: 0 passed, 1 failed"; echo "could not start RabbitMQ/PostgreSQL" >&2; exit 1; }
 integration_browser || { echo "Tests: 0 passed, 1 failed"; echo "could not install or start headless Chromium (dashboard specs)" >&2; exit 1; }
+# TLS phase: a throw-away CA, a RabbitMQ node with only a peer-verifying TLS listener and a TLS-only PostgreSQL instance,
+# beside the shared services (own ports, data and node name); exports INTEGRATION_TLS_* for the TLS specs, stopped at exit.
+integration_tls || { echo "Tests: 0 passed, 1 failed"; echo "could not start the TLS RabbitMQ node / PostgreSQL instance (integration_tls)" >&2; exit 1; }
+trap integration_tls_stop EXIT
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 results="$PWD/TestResults"

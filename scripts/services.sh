@@ -201,3 +201,153 @@ integration_cluster_stop() {
   if [ "${1:-}" = "--purge" ]; then rm -rf "$_SVC_CLUSTER_DIR"; fi
   unset INTEGRATION_RABBITMQ_CLUSTER_NODES INTEGRATION_RABBITMQ_CLUSTER_MANAGEMENT_URI
 }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TLS end to end (issue #19). A throw-away CA with server and client certificates (openssl), a RabbitMQ node of its own
+# with only a TLS listener that verifies peers (verify_peer, fail_if_no_peer_cert), and a PostgreSQL 15 instance of its
+# own with ssl=on that accepts TLS connections only (hostssl). Neither touches the shared broker (5672) or database
+# (5432): own node name, ports, data, log and config. Exports, for the TLS specs:
+#   INTEGRATION_TLS_DIR                     the work directory (certificates, data, logs)
+#   INTEGRATION_TLS_CA                      the CA certificate (PEM) that signed the servers' and the client's certificates
+#   INTEGRATION_TLS_RABBITMQ_URI            amqps://guest:guest@localhost:<port>/
+#   INTEGRATION_TLS_RABBITMQ_MANAGEMENT_URI http://localhost:<port>/ (plain HTTP, loopback only)
+#   INTEGRATION_TLS_CLIENT_CERTIFICATE      client certificate signed by the CA (PKCS#12), passphrase in
+#   INTEGRATION_TLS_CLIENT_PASSPHRASE
+#   INTEGRATION_TLS_ROGUE_CLIENT_CERTIFICATE a client certificate from another CA (PKCS#12, same passphrase): must be refused
+#   INTEGRATION_TLS_POSTGRES                a connection string with SSL Mode=VerifyFull and the CA as root certificate
+# Ports: INTEGRATION_TLS_AMQPS_PORT (5691), INTEGRATION_TLS_MANAGEMENT_PORT (15691), INTEGRATION_TLS_DIST_PORT (25691),
+# INTEGRATION_TLS_POSTGRES_PORT (5491). Idempotent: a node already listening is reused. Stop with integration_tls_stop.
+
+_tls_dir() { printf '%s' "${INTEGRATION_TLS_DIR:-${TMPDIR:-/tmp}/integration-tls}"; }
+
+_tls_certificates() { # dir
+  local d="$1" pass="${INTEGRATION_TLS_CLIENT_PASSPHRASE:-integration-tls}"
+  [ -f "$d/certs/client.pfx" ] && [ -f "$d/certs/rogue-client.pfx" ] && return 0
+  mkdir -p "$d/certs" && chmod 755 "$d" "$d/certs"
+  (
+    set -e
+    cd "$d/certs"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext
+    for ca in ca rogue-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=integration-test-$ca" -keyout "$ca.key" -out "$ca.pem" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem 2>/dev/null
+    for client in client:ca rogue-client:rogue-ca; do
+      name=${client%%:*}; ca=${client#*:}
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=integration-$name" -keyout "$name.key" -out "$name.csr" 2>/dev/null
+      openssl x509 -req -in "$name.csr" -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -days 2 -extfile client.ext -out "$name.pem" 2>/dev/null
+      openssl pkcs12 -export -in "$name.pem" -inkey "$name.key" -passout "pass:$pass" -out "$name.pfx"
+    done
+    chmod 644 ./*.pem ./*.pfx
+    chmod 600 ./*.key
+  ) || { _svc_log "ERROR: openssl could not make the test certificates in $d/certs"; return 1; }
+}
+
+_tls_rabbitmq() { # dir
+  local d="$1" amqps="${INTEGRATION_TLS_AMQPS_PORT:-5691}" mgmt="${INTEGRATION_TLS_MANAGEMENT_PORT:-15691}"
+  local node="rabbit-tls@localhost"
+  _svc_port_open "$amqps" && _svc_port_open "$mgmt" && return 0
+  command -v openssl >/dev/null 2>&1 || _svc_apt_install openssl
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || _svc_apt_install rabbitmq-server
+  mkdir -p "$d/rabbitmq/home" "$d/rabbitmq/mnesia" "$d/rabbitmq/log"
+  [ -f "$d/rabbitmq/home/.erlang.cookie" ] || { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$d/rabbitmq/home/.erlang.cookie"; chmod 400 "$d/rabbitmq/home/.erlang.cookie"; }
+  echo '[rabbitmq_management].' > "$d/rabbitmq/enabled_plugins"
+  : > "$d/rabbitmq/rabbitmq-env.conf"
+  cat > "$d/rabbitmq/rabbitmq.conf" <<CONF
+listeners.tcp = none
+listeners.ssl.default = $amqps
+ssl_options.cacertfile = $d/certs/ca.pem
+ssl_options.certfile = $d/certs/server.pem
+ssl_options.keyfile = $d/certs/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+ssl_options.versions.1 = tlsv1.2
+ssl_options.versions.2 = tlsv1.3
+management.tcp.port = $mgmt
+management.tcp.ip = 127.0.0.1
+CONF
+  _svc_log "starting RabbitMQ node $node (AMQPS $amqps, verify_peer, fail_if_no_peer_cert; management http://localhost:$mgmt)"
+  (
+    export HOME="$d/rabbitmq/home" RABBITMQ_NODENAME="$node" RABBITMQ_DIST_PORT="${INTEGRATION_TLS_DIST_PORT:-25691}" \
+      RABBITMQ_MNESIA_BASE="$d/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$d/rabbitmq/log" RABBITMQ_CONFIG_FILE="$d/rabbitmq/rabbitmq" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$d/rabbitmq/enabled_plugins" RABBITMQ_CONF_ENV_FILE="$d/rabbitmq/rabbitmq-env.conf" \
+      RABBITMQ_PID_FILE="$d/rabbitmq/rabbit.pid" RABBITMQ_ADVANCED_CONFIG_FILE="$d/rabbitmq/advanced.config"
+    setsid /usr/lib/rabbitmq/bin/rabbitmq-server > "$d/rabbitmq/log/startup.log" 2>&1 < /dev/null &
+  )
+  _svc_wait_port "$amqps" 120 "RabbitMQ TLS node" && _svc_wait_port "$mgmt" 60 "RabbitMQ TLS node management" || {
+    tail -n 30 "$d/rabbitmq/log/startup.log" >&2; return 1; }
+}
+
+_tls_postgres() { # dir
+  local d="$1" port="${INTEGRATION_TLS_POSTGRES_PORT:-5491}" bin=/usr/lib/postgresql/15/bin
+  _svc_port_open "$port" && return 0
+  [ -x "$bin/initdb" ] || _svc_apt_install postgresql-15
+  local run=() owner
+  owner=$(id -un)
+  if [ "$(id -u)" = 0 ]; then owner=postgres; run=(su postgres -s /bin/sh -c); else run=(sh -c); fi
+  mkdir -p "$d/postgres"
+  install -m 644 "$d/certs/server.pem" "$d/postgres/server.pem"
+  install -m 644 "$d/certs/ca.pem" "$d/postgres/ca.pem"
+  install -m 600 "$d/certs/server.key" "$d/postgres/server.key"
+  chown -R "$owner" "$d/postgres"
+  if [ ! -f "$d/postgres/data/PG_VERSION" ]; then
+    printf 'postgres\n' > "$d/postgres/pwfile" && chown "$owner" "$d/postgres/pwfile"
+    (cd / && "${run[@]}" "$bin/initdb -D '$d/postgres/data' -U postgres --pwfile='$d/postgres/pwfile' --auth-local=trust --auth-host=scram-sha-256 -E UTF8" >/dev/null) ||
+      { _svc_log "ERROR: initdb failed for the TLS PostgreSQL instance"; return 1; }
+    # TLS only: no plain host line, so a client without TLS is refused.
+    printf 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n' > "$d/postgres/data/pg_hba.conf"
+    chown "$owner" "$d/postgres/data/pg_hba.conf"
+  fi
+  _svc_log "starting PostgreSQL 15 with ssl=on (hostssl only) on port $port"
+  (cd / && "${run[@]}" "$bin/pg_ctl -D '$d/postgres/data' -l '$d/postgres/postgres.log' -w -t 60 -o \"-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='$d/postgres' -c ssl=on -c ssl_cert_file='$d/postgres/server.pem' -c ssl_key_file='$d/postgres/server.key' -c ssl_ca_file='$d/postgres/ca.pem' -c max_connections=100 -c shared_buffers=16MB\" start" >/dev/null) ||
+    { tail -n 20 "$d/postgres/postgres.log" >&2; return 1; }
+  _svc_wait_port "$port" 60 "PostgreSQL TLS instance"
+}
+
+integration_tls_broker() {
+  local d
+  d=$(_tls_dir)
+  mkdir -p "$d" && chmod 755 "$d"
+  _tls_certificates "$d" || return 1
+  _tls_rabbitmq "$d" || return 1
+  export INTEGRATION_TLS_DIR="$d" INTEGRATION_TLS_CA="$d/certs/ca.pem"
+  export INTEGRATION_TLS_RABBITMQ_URI="amqps://guest:guest@localhost:${INTEGRATION_TLS_AMQPS_PORT:-5691}/"
+  export INTEGRATION_TLS_RABBITMQ_MANAGEMENT_URI="http://localhost:${INTEGRATION_TLS_MANAGEMENT_PORT:-15691}/"
+  export INTEGRATION_TLS_CLIENT_CERTIFICATE="$d/certs/client.pfx" INTEGRATION_TLS_ROGUE_CLIENT_CERTIFICATE="$d/certs/rogue-client.pfx"
+  export INTEGRATION_TLS_CLIENT_PASSPHRASE="${INTEGRATION_TLS_CLIENT_PASSPHRASE:-integration-tls}"
+  _svc_log "RabbitMQ TLS node amqps://localhost:${INTEGRATION_TLS_AMQPS_PORT:-5691} (CA $d/certs/ca.pem)"
+}
+
+integration_tls_postgres() {
+  local d
+  d=$(_tls_dir)
+  mkdir -p "$d" && chmod 755 "$d"
+  _tls_certificates "$d" || return 1
+  _tls_postgres "$d" || return 1
+  export INTEGRATION_TLS_DIR="$d" INTEGRATION_TLS_CA="$d/certs/ca.pem"
+  export INTEGRATION_TLS_POSTGRES="Host=localhost;Port=${INTEGRATION_TLS_POSTGRES_PORT:-5491};Username=postgres;Password=postgres;Database=postgres;SSL Mode=VerifyFull;Root Certificate=$d/certs/ca.pem"
+  _svc_log "PostgreSQL TLS instance localhost:${INTEGRATION_TLS_POSTGRES_PORT:-5491} (sslmode=verify-full)"
+}
+
+# Both TLS services.
+integration_tls() { integration_tls_broker && integration_tls_postgres; }
+
+# Stops the TLS node and instance started by integration_tls (only those: by their node name and data directory).
+integration_tls_stop() {
+  local d
+  d=$(_tls_dir)
+  if [ -f "$d/rabbitmq/home/.erlang.cookie" ]; then
+    HOME="$d/rabbitmq/home" RABBITMQ_CONF_ENV_FILE="$d/rabbitmq/rabbitmq-env.conf" \
+      /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit-tls@localhost -q stop >/dev/null 2>&1 || true
+  fi
+  if [ -f "$d/postgres/data/postmaster.pid" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      (cd / && su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/pg_ctl -D '$d/postgres/data' -m fast stop" >/dev/null 2>&1) || true
+    else
+      /usr/lib/postgresql/15/bin/pg_ctl -D "$d/postgres/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+  fi
+}

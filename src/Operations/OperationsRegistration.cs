@@ -115,7 +115,8 @@ public static class OperationsRegistration
             .AddCommand<ReplayMessages, MessageStoreCommands>("messages.replay", ControlRole.Operator)
             .AddCommand<ShowOverview, DashboardCommands>("overview", ControlRole.Viewer)
             .AddCommand<ListProxies, DashboardCommands>("proxies.list", ControlRole.Viewer)
-            .AddCommand<ResetProxy, DashboardCommands>("proxy.reset", ControlRole.Operator);
+            .AddCommand<ResetProxy, DashboardCommands>("proxy.reset", ControlRole.Operator)
+            .AddCommand<ShowPermissions, BrokerPermissions>("permissions.show", ControlRole.Viewer);
         configure?.Invoke(operations);
         return builder;
     }
