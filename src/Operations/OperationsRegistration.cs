@@ -88,6 +88,7 @@ public static class OperationsRegistration
         services.AddSingleton(provider => new ControlBus(provider.GetServices<ControlRegistration>(), provider, provider.GetRequiredService<ControlAuditLog>(),
             provider.GetRequiredService<ILogger<ControlBus>>()));
         services.AddSingleton<DeadLetterService>();
+        services.AddSingleton<FailedMessageService>();
         services.AddSingleton<MessageStore>();
         services.AddHostedService<MessageStoreConsumer>();
         services.AddSingleton<ProbeMonitor>();
@@ -115,7 +116,13 @@ public static class OperationsRegistration
             .AddCommand<ReplayMessages, MessageStoreCommands>("messages.replay", ControlRole.Operator)
             .AddCommand<ShowOverview, DashboardCommands>("overview", ControlRole.Viewer)
             .AddCommand<ListProxies, DashboardCommands>("proxies.list", ControlRole.Viewer)
-            .AddCommand<ResetProxy, DashboardCommands>("proxy.reset", ControlRole.Operator);
+            .AddCommand<ResetProxy, DashboardCommands>("proxy.reset", ControlRole.Operator)
+            .AddCommand<ListFailures, FailedMessageCommands>("failures.list", ControlRole.Viewer)
+            .AddCommand<ShowFailures, FailedMessageCommands>("failures.show", ControlRole.Viewer)
+            .AddCommand<RetryFailures, FailedMessageCommands>("failures.retry", ControlRole.Operator)
+            .AddCommand<EditAndRetryFailure, FailedMessageCommands>("failures.edit-retry", ControlRole.Operator)
+            .AddCommand<DiscardFailures, FailedMessageCommands>("failures.discard", ControlRole.Operator)
+            .AddCommand<ArchiveFailures, FailedMessageCommands>("failures.archive", ControlRole.Operator);
         configure?.Invoke(operations);
         return builder;
     }
