@@ -64,6 +64,7 @@ static class ControlEndpoints
         control.MapGet("/overview", (HttpContext http, ControlBus bus, int? take) => Run(http, bus, new ShowOverview(take ?? 40)));
         control.MapGet("/proxies", (HttpContext http, ControlBus bus) => Run(http, bus, new ListProxies()));
         control.MapPost("/proxies/{name}/reset", (HttpContext http, ControlBus bus, string name) => Run(http, bus, new ResetProxy(name)));
+        control.MapGet("/environment", (HttpContext http, ControlBus bus) => Run(http, bus, new ShowEnvironment()));
         control.MapFailureEndpoints();
     }
 

@@ -122,7 +122,8 @@ public static class OperationsRegistration
             .AddCommand<RetryFailures, FailedMessageCommands>("failures.retry", ControlRole.Operator)
             .AddCommand<EditAndRetryFailure, FailedMessageCommands>("failures.edit-retry", ControlRole.Operator)
             .AddCommand<DiscardFailures, FailedMessageCommands>("failures.discard", ControlRole.Operator)
-            .AddCommand<ArchiveFailures, FailedMessageCommands>("failures.archive", ControlRole.Operator);
+            .AddCommand<ArchiveFailures, FailedMessageCommands>("failures.archive", ControlRole.Operator)
+            .AddCommand<ShowEnvironment, EnvironmentCommands>("environment", ControlRole.Viewer);
         configure?.Invoke(operations);
         return builder;
     }
