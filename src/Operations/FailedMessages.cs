@@ -237,10 +237,12 @@ sealed class FailedMessageService(IOptions<RabbitMqOptions> options, DeadLetterS
             throw new InvalidOperationException($"The source queue '{requireQueue}' of '{errorQueue}' does not exist: nothing was moved");
 
         await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
-        var returned = 0;
-        channel.BasicReturnAsync += (_, _) =>
+        // A publish the broker could not route (the source queue was deleted mid-run) comes back before the commit's answer.
+        var returned = new List<(BasicProperties Properties, byte[] Body)>();
+        channel.BasicReturnAsync += (_, back) =>
         {
-            Interlocked.Increment(ref returned);
+            lock (returned)
+                returned.Add((new BasicProperties(back.BasicProperties), back.Body.ToArray()));
             return Task.CompletedTask;
         };
         await channel.TxSelectAsync(cancellationToken).ConfigureAwait(false);
@@ -265,10 +267,23 @@ sealed class FailedMessageService(IOptions<RabbitMqOptions> options, DeadLetterS
                 await channel.BasicAckAsync(message.DeliveryTag, multiple: false, cancellationToken).ConfigureAwait(false);
                 // The publish and the ack become visible together, or (host killed before this line) not at all.
                 await channel.TxCommitAsync(cancellationToken).ConfigureAwait(false);
-                if (Volatile.Read(ref returned) > 0)
-                    throw new InvalidOperationException($"The broker could not route a retried message to '{requireQueue}' (was it deleted?); stopped after {moved} message(s)");
+                if (Returned(returned) is { Count: > 0 } back)
+                {
+                    // Put it back where it was: the error queue keeps it, with its headers and body.
+                    foreach (var (properties, body) in back)
+                        await channel.BasicPublishAsync("", errorQueue, mandatory: false, properties, body, CancellationToken.None).ConfigureAwait(false);
+                    await channel.TxCommitAsync(CancellationToken.None).ConfigureAwait(false);
+                    throw new InvalidOperationException($"The broker could not route a retried message to '{requireQueue}' (was it deleted?); it is back in '{errorQueue}'; stopped after {moved} message(s)");
+                }
+
                 moved++;
             }
+        }
+        catch when (channel.IsOpen)
+        {
+            // Whatever this message's step published is not committed: roll it back, so nothing is in both queues.
+            await channel.TxRollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
         }
         finally
         {
@@ -281,6 +296,16 @@ sealed class FailedMessageService(IOptions<RabbitMqOptions> options, DeadLetterS
         }
 
         return moved;
+    }
+
+    static List<(BasicProperties Properties, byte[] Body)> Returned(List<(BasicProperties Properties, byte[] Body)> returned)
+    {
+        lock (returned)
+        {
+            var copy = returned.ToList();
+            returned.Clear();
+            return copy;
+        }
     }
 
     BasicProperties RetryProperties(IReadOnlyBasicProperties original, FailedMessage info, IReadOnlyDictionary<string, string?>? edits)
