@@ -65,16 +65,18 @@ static class ControlEndpoints
         control.MapGet("/proxies", (HttpContext http, ControlBus bus) => Run(http, bus, new ListProxies()));
         control.MapPost("/proxies/{name}/reset", (HttpContext http, ControlBus bus, string name) => Run(http, bus, new ResetProxy(name)));
         control.MapGet("/permissions", (HttpContext http, ControlBus bus) => Run(http, bus, new ShowPermissions()));
+        control.MapGet("/environment", (HttpContext http, ControlBus bus) => Run(http, bus, new ShowEnvironment()));
+        control.MapFailureEndpoints();
     }
 
-    static ControlCaller? Caller(HttpContext http) =>
+    internal static ControlCaller? Caller(HttpContext http) =>
         http.RequestServices.GetRequiredService<ControlAuthorization>().Authenticate(ControlAuthorization.KeyOf(http.Request));
 
     static Task<IResult> Run<TCommand>(HttpContext http, ControlBus bus, TCommand command)
         where TCommand : class =>
         RunAsync(bus.ExecuteAsync(Caller(http), "http", command, http.RequestAborted));
 
-    static async Task<IResult> RunAsync(Task<ControlResult> run)
+    internal static async Task<IResult> RunAsync(Task<ControlResult> run)
     {
         var result = await run.ConfigureAwait(false);
         return result.Outcome switch

@@ -88,6 +88,7 @@ public static class OperationsRegistration
         services.AddSingleton(provider => new ControlBus(provider.GetServices<ControlRegistration>(), provider, provider.GetRequiredService<ControlAuditLog>(),
             provider.GetRequiredService<ILogger<ControlBus>>()));
         services.AddSingleton<DeadLetterService>();
+        services.AddSingleton<FailedMessageService>();
         services.AddSingleton<MessageStore>();
         services.AddHostedService<MessageStoreConsumer>();
         services.AddSingleton<ProbeMonitor>();
@@ -116,7 +117,14 @@ public static class OperationsRegistration
             .AddCommand<ShowOverview, DashboardCommands>("overview", ControlRole.Viewer)
             .AddCommand<ListProxies, DashboardCommands>("proxies.list", ControlRole.Viewer)
             .AddCommand<ResetProxy, DashboardCommands>("proxy.reset", ControlRole.Operator)
-            .AddCommand<ShowPermissions, BrokerPermissions>("permissions.show", ControlRole.Viewer);
+            .AddCommand<ShowPermissions, BrokerPermissions>("permissions.show", ControlRole.Viewer)
+            .AddCommand<ListFailures, FailedMessageCommands>("failures.list", ControlRole.Viewer)
+            .AddCommand<ShowFailures, FailedMessageCommands>("failures.show", ControlRole.Viewer)
+            .AddCommand<RetryFailures, FailedMessageCommands>("failures.retry", ControlRole.Operator)
+            .AddCommand<EditAndRetryFailure, FailedMessageCommands>("failures.edit-retry", ControlRole.Operator)
+            .AddCommand<DiscardFailures, FailedMessageCommands>("failures.discard", ControlRole.Operator)
+            .AddCommand<ArchiveFailures, FailedMessageCommands>("failures.archive", ControlRole.Operator)
+            .AddCommand<ShowEnvironment, EnvironmentCommands>("environment", ControlRole.Viewer);
         configure?.Invoke(operations);
         return builder;
     }
