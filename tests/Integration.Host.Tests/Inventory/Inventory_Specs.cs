@@ -158,6 +158,28 @@ public sealed class Inventory_Specs
     }
 
     [Test]
+    public async Task When_one_update_of_a_batch_cannot_be_applied_should_dead_letter_only_it_and_commit_the_rest()
+    {
+        var full = $"BIN-{Guid.NewGuid():N}";
+        var other = $"NUT-{Guid.NewGuid():N}";
+
+        // The second update overflows the level (integer out of range): valid on its face, it fails only when applied.
+        await Publish(Update(full, int.MaxValue, "rack"));
+        await Publish(Update(full, 1, "rack"));
+        await Publish(Update(other, 8, "rack"));
+
+        var failed = await Take($"{Queue}_error");
+        Assert.That(failed, Is.Not.Null, "the update that cannot be applied was not dead-lettered");
+        Assert.That(JsonDocument.Parse(failed!.Body).RootElement.GetProperty("quantityChange").GetInt32(), Is.EqualTo(1), "only the overflowing update fails");
+        Assert.That(Header(failed, "MT-Fault-Message"), Is.Not.Empty, "the reason must be in the headers");
+        Assert.That((await Level(full, int.MaxValue))?.GetProperty("quantity").GetInt32(), Is.EqualTo(int.MaxValue));
+        Assert.That((await Level(other, 8))?.GetProperty("quantity").GetInt32(), Is.EqualTo(8), "the rest of the batch must commit");
+        Assert.That(await Eventually.TrueAsync(() => Task.FromResult(_updated.Count(u => u.Sku == full || u.Sku == other) == 2), TimeSpan.FromSeconds(20)), Is.True,
+            "the applied updates publish InventoryUpdated");
+        Assert.That(await _host.Broker.QueueMessageCountAsync($"{Queue}_error"), Is.Zero, "exactly one message in the error queue");
+    }
+
+    [Test]
     public async Task When_the_same_message_is_delivered_twice_should_apply_it_once()
     {
         var sku = $"BELT-{Guid.NewGuid():N}";
