@@ -37,16 +37,14 @@ sealed class GraphCounters
 
     public static string SagaTransition(string saga, string from, string to, string @event) => $"transition|{saga}|{from}|{to}|{@event}";
 
-    public static string SagaEntered(string saga, string state) => $"entered|{saga}|{state}";
-
     public static string SagaFault(string saga, string state) => $"saga-fault|{saga}|{state}";
 }
 
 /// <summary>A node of the graph, from a definition: a route's queue, step or destination; an itinerary's activity; a saga's state.</summary>
 sealed record GraphNode(string Id, string Kind, string Label, string Group, string? Queue = null);
 
-/// <summary>A link between two nodes: a route's flow, a send, a transition (<see cref="Label"/> is the key or event).</summary>
-sealed record GraphLink(string Source, string Target, string Kind, string? Label, string CountKey);
+/// <summary>A link between two nodes: a route's flow, a send, a transition (<see cref="Label"/> is the key or event); <see cref="Count"/> reads its messages.</summary>
+sealed record GraphLink(string Source, string Target, string Kind, string? Label, Func<GraphCounters, long>? Count);
 
 /// <summary>The graph's shape, built once from the definitions (routes, itineraries, state machines).</summary>
 sealed record GraphShape(IReadOnlyList<GraphNode> Nodes, IReadOnlyList<GraphLink> Links);
@@ -128,14 +126,15 @@ sealed partial class GraphMonitor : BackgroundService, IReceiveObserver
     public long Count(GraphNode node, IReadOnlyDictionary<string, long> instances) => node.Kind switch
     {
         "state" => instances.GetValueOrDefault(node.Id),
-        "saga" => Shape.Links.Where(l => l.Kind == "transition" && l.Source.StartsWith($"state:{node.Label}:", StringComparison.Ordinal)).Sum(l => _counters[l.CountKey]),
-        "queue" or "error" => Math.Max(_counters[GraphCounters.ForwardedTo(node.Queue!)], _counters[GraphCounters.Received(node.Queue!)]),
+        "saga" => Shape.Links.Where(l => l.Kind == "transition" && l.Source.StartsWith($"state:{node.Label}:", StringComparison.Ordinal)).Sum(LinkCount),
+        // A destination: what the routes sent to it (or, when this host consumes it, what it received, if more).
+        "queue" or "error" => Math.Max(Shape.Links.Where(l => l.Target == node.Id).Sum(LinkCount), _counters[GraphCounters.Received(node.Queue!)]),
         _ => node.Queue is null ? 0 : _counters[GraphCounters.Received(node.Queue)],
     };
 
     public long Errors(GraphNode node) => node.Queue is null ? 0 : _counters[GraphCounters.Faulted(node.Queue)];
 
-    public long LinkCount(GraphLink link) => _counters[link.CountKey];
+    public long LinkCount(GraphLink link) => link.Count?.Invoke(_counters) ?? 0;
 
     /// <summary>Saga instances by state node id, measured now.</summary>
     public async Task<IReadOnlyDictionary<string, long>> InstancesAsync(CancellationToken cancellationToken)
@@ -214,14 +213,30 @@ sealed partial class GraphMonitor : BackgroundService, IReceiveObserver
         where T : class => Task.CompletedTask;
 
     public Task ConsumeFault<T>(ConsumeContext<T> context, TimeSpan duration, string consumerType, Exception exception)
-        where T : class => Task.CompletedTask;
+        where T : class
+    {
+        Faulted(context.ReceiveContext);
+        return Task.CompletedTask;
+    }
 
     public Task ReceiveFault(ReceiveContext context, Exception exception)
     {
-        var queue = QueueOf(context);
-        _counters.Add(GraphCounters.Received(queue));
-        _counters.Add(GraphCounters.Faulted(queue));
+        _counters.Add(GraphCounters.Received(QueueOf(context)));
+        Faulted(context);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Counts a message's fault once, however many attempts or consumers failed.</summary>
+    void Faulted(ReceiveContext context)
+    {
+        var seen = context.GetOrAddPayload(() => new FaultSeen());
+        if (Interlocked.Exchange(ref seen.Counted, 1) == 0)
+            _counters.Add(GraphCounters.Faulted(QueueOf(context)));
+    }
+
+    sealed class FaultSeen
+    {
+        public int Counted;
     }
 
     // ---- the shape, from the definitions ----
@@ -243,18 +258,24 @@ sealed partial class GraphMonitor : BackgroundService, IReceiveObserver
             var group = "route:" + route.Name;
             var previous = Add(new GraphNode(group, "route", route.Name, group, route.Name)).Id;
             var received = GraphCounters.Received(route.Name);
+            var name = route.Name;
             foreach (var step in route.Steps)
             {
                 var id = $"step:{route.Name}:{step.Index}";
                 Add(new GraphNode(id, "step", step.Name, group, route.Name));
-                links.Add(new GraphLink(previous, id, "flow", null, received));
+                links.Add(new GraphLink(previous, id, "flow", null, c => c[received]));
                 previous = id;
                 var argument = step.Name.Contains(':', StringComparison.Ordinal) ? step.Name[(step.Name.IndexOf(':', StringComparison.Ordinal) + 1)..] : null;
                 void Send(string destination, string kind, string? label, bool error = false) =>
-                    links.Add(new GraphLink(id, Target(destination, group, error), kind, label,
-                        error ? GraphCounters.Faulted(route.Name) : GraphCounters.Forwarded(route.Name, destination)));
+                    links.Add(new GraphLink(id, Target(destination, group, error), kind, label, error
+                        ? c => c[GraphCounters.Faulted(name)]
+                        : c => c[GraphCounters.Forwarded(name, destination)]));
                 if (step.Kind == "WireTap" && argument is not null)
-                    Send(argument, "copy", "copy");
+                {
+                    // A wire tap copies every message that reaches it, but for the copies that failed.
+                    var tapped = argument;
+                    links.Add(new GraphLink(id, Target(tapped, group), "copy", "copy", c => Math.Max(0, c[received] - c[GraphCounters.Failed(name, tapped)])));
+                }
                 else if (step.Kind == "Detour" && argument is not null)
                     Send(argument, "detour", "detour");
                 else if (step.Kind is "Filter" or "MessageFilter" && argument is not null)
@@ -284,12 +305,13 @@ sealed partial class GraphMonitor : BackgroundService, IReceiveObserver
             {
                 var id = $"activity:{itinerary.Name}:{activity.Name}";
                 Add(new GraphNode(id, "activity", activity.Name, group, activity.ExecuteQueue));
-                links.Add(new GraphLink(previous, id, "flow", null, GraphCounters.Received(activity.ExecuteQueue)));
+                var queue = activity.ExecuteQueue;
+                links.Add(new GraphLink(previous, id, "flow", null, c => c[GraphCounters.Received(queue)]));
                 previous = id;
             }
 
             foreach (var tap in itinerary.WireTaps)
-                links.Add(new GraphLink(group, Target(tap.Queue, group), "copy", "events", GraphCounters.Received(tap.Queue)));
+                links.Add(new GraphLink(group, Target(tap.Queue, group), "copy", "events", null));
         }
 
         foreach (var saga in _services.GetService<SagaInspection>()?.Sagas ?? [])
@@ -300,9 +322,12 @@ sealed partial class GraphMonitor : BackgroundService, IReceiveObserver
                 continue;
             foreach (var state in definition.States)
                 Add(new GraphNode($"state:{saga.Saga}:{state}", "state", state, group));
-            links.Add(new GraphLink(group, $"state:{saga.Saga}:{definition.Initial}", "flow", null, ""));
+            links.Add(new GraphLink(group, $"state:{saga.Saga}:{definition.Initial}", "flow", null, null));
             foreach (var (from, to, @event) in definition.Transitions)
-                links.Add(new GraphLink($"state:{saga.Saga}:{from}", $"state:{saga.Saga}:{to}", "transition", @event, GraphCounters.SagaTransition(saga.Saga, from, to, @event)));
+            {
+                var key = GraphCounters.SagaTransition(saga.Saga, from, to, @event);
+                links.Add(new GraphLink($"state:{saga.Saga}:{from}", $"state:{saga.Saga}:{to}", "transition", @event, c => c[key]));
+            }
         }
 
         return new GraphShape(nodes.Values.ToList(), links);
@@ -395,7 +420,7 @@ sealed class GraphCommands(GraphMonitor monitor, IConfiguration configuration) :
             target = link.Target,
             kind = link.Kind,
             label = link.Label,
-            count = link.CountKey.Length == 0 ? (long?)null : monitor.LinkCount(link),
+            count = link.Count is null ? (long?)null : monitor.LinkCount(link),
         }).ToList();
         return ControlResult.Ok($"{nodes.Count} node(s), {links.Count} link(s); counts since this host started, history every {interval} s",
             new { nodes, links, intervalSeconds = interval });

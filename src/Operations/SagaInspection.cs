@@ -123,6 +123,9 @@ abstract class SagaInspector(string saga) : SagaGauge(saga)
 
     /// <summary>The state machine's definition, when the machine is registered in <paramref name="services"/>.</summary>
     public abstract SagaDefinition? Describe(IServiceProvider services);
+
+    /// <summary>The scheduling tokens the instance holds now, one per schedule of its machine that has one (message type, token).</summary>
+    public abstract IReadOnlyList<(string Type, Guid Token)> Tokens(object instance, IServiceProvider services);
 }
 
 sealed class SagaInspector<TSaga> : SagaInspector
@@ -196,6 +199,23 @@ sealed class SagaInspector<TSaga> : SagaInspector
         var terminal = states.Where(s => s != machine.Initial.Name && transitions.All(t => t.From != s || t.To == s)).ToHashSet(StringComparer.Ordinal);
         terminal.Add(machine.Final.Name);
         return _definition = new SagaDefinition(machine.Initial.Name, machine.Final.Name, states, events, transitions, terminal);
+    }
+
+    List<(string Type, Schedule<TSaga> Schedule)>? _schedules;
+
+    public override IReadOnlyList<(string Type, Guid Token)> Tokens(object instance, IServiceProvider services)
+    {
+        if (_schedules is null)
+        {
+            if (services.GetService<SagaStateMachine<TSaga>>() is not { } machine)
+                return [];
+            _schedules = machine.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .Where(p => typeof(Schedule<TSaga>).IsAssignableFrom(p.PropertyType) && p.GetIndexParameters().Length == 0)
+                .Select(p => (Type: p.PropertyType.IsGenericType ? p.PropertyType.GetGenericArguments()[^1].Name : p.Name, Schedule: p.GetValue(machine) as Schedule<TSaga>))
+                .Where(s => s.Schedule is not null).Select(s => (s.Type, s.Schedule!)).ToList();
+        }
+
+        return _schedules.Select(s => (s.Type, Token: s.Schedule.GetTokenId((TSaga)instance))).Where(s => s.Token is not null).Select(s => (s.Type, s.Token!.Value)).ToList();
     }
 
     /// <summary>A state's own enter/leave events (<c>Reserving.Enter</c>) describe the state, not something the saga received.</summary>
@@ -430,7 +450,7 @@ sealed class SagaInspection(IEnumerable<SagaInspector> sagas, IServiceScopeFacto
         if (await saga.FindAsync(db, id, track: false, cancellationToken).ConfigureAwait(false) is not { } instance)
             return null;
         var timeline = await TimelineAsync(db, saga.Saga, id, cancellationToken).ConfigureAwait(false);
-        var pending = await PendingAsync(timeline, cancellationToken).ConfigureAwait(false);
+        var pending = await PendingAsync(saga, instance, timeline, cancellationToken).ConfigureAwait(false);
         var state = saga.StateOf(instance);
         var definition = saga.Describe(services);
         var now = time.GetUtcNow();
@@ -479,9 +499,12 @@ sealed class SagaInspection(IEnumerable<SagaInspector> sagas, IServiceScopeFacto
     sealed record Pending(Guid TokenId, string Type, DateTimeOffset? DueAt, ITrigger Trigger);
 
     /// <summary>Timeouts the instance scheduled whose trigger is still in the durable scheduler.</summary>
-    async Task<List<Pending>> PendingAsync(IEnumerable<SagaTimelineEntry> timeline, CancellationToken cancellationToken)
+    async Task<List<Pending>> PendingAsync(SagaInspector saga, object instance, IEnumerable<SagaTimelineEntry> timeline, CancellationToken cancellationToken)
     {
-        var scheduled = timeline.SelectMany(Sent).Where(m => m.TokenId is not null).GroupBy(m => m.TokenId!.Value).Select(g => g.Last()).ToList();
+        // The tokens the instance holds (its machine's schedules), and any the timeline saw it schedule.
+        var scheduled = saga.Tokens(instance, services).Select(t => new SagaSentMessage(t.Type, null, Guid.Empty, t.Token))
+            .Concat(timeline.SelectMany(Sent).Where(m => m.TokenId is not null))
+            .GroupBy(m => m.TokenId!.Value).Select(g => g.First()).ToList();
         if (scheduled.Count == 0 || await SchedulerAsync(cancellationToken).ConfigureAwait(false) is not { } scheduler)
             return [];
         var pending = new List<Pending>();
@@ -524,7 +547,7 @@ sealed class SagaInspection(IEnumerable<SagaInspector> sagas, IServiceScopeFacto
             return ControlResult.NotFound($"Saga '{saga.Saga}' has no instance {id:D}");
         if (await SchedulerAsync(cancellationToken).ConfigureAwait(false) is not { } scheduler)
             return ControlResult.NotFound("This host has no durable scheduler (AddIntegrationScheduler): there are no timeouts to repair");
-        var pending = await PendingAsync(await TimelineAsync(db, saga.Saga, id, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+        var pending = await PendingAsync(saga, instance, await TimelineAsync(db, saga.Saga, id, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         var chosen = token is { } t ? pending.Where(p => p.TokenId == t).ToList() : pending;
         if (chosen.Count == 0)
             return ControlResult.NotFound(token is null ? $"Saga '{saga.Saga}' {id:D} has no pending timeout" : $"Saga '{saga.Saga}' {id:D} has no pending timeout {token:D}");
@@ -551,7 +574,7 @@ sealed class SagaInspection(IEnumerable<SagaInspector> sagas, IServiceScopeFacto
         var from = saga.StateOf(instance);
         if (from == final)
             return ControlResult.Invalid($"Saga '{saga.Saga}' {id:D} is already {final}");
-        var pending = await PendingAsync(await TimelineAsync(db, saga.Saga, id, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+        var pending = await PendingAsync(saga, instance, await TimelineAsync(db, saga.Saga, id, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         saga.SetState(instance, final);
         var @event = "operator:saga.finalize" + (string.IsNullOrWhiteSpace(reason) ? "" : $" ({reason})");
         db.Set<SagaTimelineEntry>().Add(new SagaTimelineEntry
