@@ -90,12 +90,17 @@ public sealed class SagaScenario : IScenario
         var distinctCount = Math.Max(100, context.Settings.Count / 20);
         var hotCount = Math.Max(100, context.Settings.Count / 40);
         var results = new List<Result>();
+        // INTEGRATION_BENCH_SAGAS_ONLY=timeline: only the "with timeline" case and its baseline (to check that row alone).
+        var onlyTimeline = Environment.GetEnvironmentVariable("INTEGRATION_BENCH_SAGAS_ONLY") == "timeline";
         foreach (var (label, count, instances) in new[] { ("distinct instances", distinctCount, distinctCount), ("one hot instance", hotCount, 1) })
         {
-            var plain = await Median(context, count, instances, Processor.PlainConsumer);
+            if (onlyTimeline && instances == 1)
+                continue;
             var note = $"{count} events over {instances} instance{(instances == 1 ? "" : "s")}, prefetch {context.Settings.Prefetch}";
-            results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
-            foreach (var mode in new[] { Processor.Optimistic, Processor.Pessimistic })
+            var plain = onlyTimeline ? 0 : await Median(context, count, instances, Processor.PlainConsumer);
+            if (!onlyTimeline)
+                results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
+            foreach (var mode in onlyTimeline ? new[] { Processor.Optimistic } : new[] { Processor.Optimistic, Processor.Pessimistic })
             {
                 var rate = await Median(context, count, instances, mode);
                 results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "plain consumer", plain, note));
