@@ -174,11 +174,12 @@ public sealed class SagaScenario : IScenario
         builder.Logging.ClearProviders();
         if (processor == Processor.OptimisticWithTimeline)
         {
-            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>(broker.HostSettings())   // the overview reads the broker's queues
             {
                 ["Integration:MessageStore:Enabled"] = "false",
                 ["Integration:Probes:Enabled"] = "false",
             });
+            builder.Services.Configure<Integration.Hosting.RabbitMqOptions>(builder.Configuration.GetSection("Integration:RabbitMq"));   // AddIntegrationDefaults would
             builder.AddIntegrationOperations<SagaBenchDbContext>(operations => operations.AddSaga<BenchSagaState>("bench", s => s.CurrentState));
         }
         builder.Services.AddDbContext<SagaBenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
