@@ -19,7 +19,7 @@ public static class HostingExtensions
                 feature.AddBus(bus, builder.Configuration);
         });
         builder.AddIntegrationOperations<HostDbContext>(operations =>
-            operations.AddSagaGauge<OrderFulfillmentState>("order-fulfillment", s => s.CurrentState));
+            operations.AddSaga<OrderFulfillmentState>("order-fulfillment", s => s.CurrentState));
         foreach (var feature in HostFeatures.All)
             feature.AddServices(builder);
         return builder;

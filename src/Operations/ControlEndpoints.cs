@@ -67,6 +67,7 @@ static class ControlEndpoints
         control.MapGet("/permissions", (HttpContext http, ControlBus bus) => Run(http, bus, new ShowPermissions()));
         control.MapGet("/environment", (HttpContext http, ControlBus bus) => Run(http, bus, new ShowEnvironment()));
         control.MapFailureEndpoints();
+        control.MapSagaInspectionEndpoints();
     }
 
     internal static ControlCaller? Caller(HttpContext http) =>
@@ -79,14 +80,17 @@ static class ControlEndpoints
     internal static async Task<IResult> RunAsync(Task<ControlResult> run)
     {
         var result = await run.ConfigureAwait(false);
-        return result.Outcome switch
+        return result.Outcome == ControlOutcome.Ok ? Results.Ok(new { outcome = "ok", message = result.Message, data = result.Data }) : Problem(result);
+    }
+
+    /// <summary>A refused or failed control command as a problem response.</summary>
+    internal static IResult Problem(ControlResult result) =>
+        result.Outcome switch
         {
-            ControlOutcome.Ok => Results.Ok(new { outcome = "ok", message = result.Message, data = result.Data }),
             ControlOutcome.Unauthorized => Results.Problem(result.Message, statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized"),
             ControlOutcome.Denied => Results.Problem(result.Message, statusCode: StatusCodes.Status403Forbidden, title: "Forbidden"),
             ControlOutcome.NotFound => Results.Problem(result.Message, statusCode: StatusCodes.Status404NotFound, title: "Not found"),
             ControlOutcome.Invalid => Results.Problem(result.Message, statusCode: StatusCodes.Status400BadRequest, title: "Invalid command"),
             _ => Results.Problem(result.Message, statusCode: StatusCodes.Status500InternalServerError, title: "Control command failed"),
         };
-    }
 }

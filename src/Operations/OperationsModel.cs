@@ -13,7 +13,7 @@ public static class OperationsModel
     public const string MessageStoreTable = "message_store";
 
     /// <summary>
-    /// Maps <c>control_audit</c> and <c>message_store</c> (snake_case columns) in <paramref name="schema"/> (null: the
+    /// Maps <c>control_audit</c>, <c>message_store</c> and <c>saga_timeline</c> (snake_case columns) in <paramref name="schema"/> (null: the
     /// default schema). Call it in <c>OnModelCreating</c> of the DbContext passed to <c>AddIntegrationOperations</c>.
     /// </summary>
     public static ModelBuilder AddIntegrationOperations(this ModelBuilder modelBuilder, string? schema = null)
@@ -55,6 +55,7 @@ public static class OperationsModel
             e.HasIndex(x => x.MessageType);
             e.HasIndex(x => new { x.MessageId, x.Exchange }).IsUnique();
         });
+        SagaTimelineModel.Map(modelBuilder, schema);
         return modelBuilder;
     }
 

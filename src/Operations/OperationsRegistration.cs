@@ -19,6 +19,8 @@ public sealed class OperationsBuilder
 
     internal OperationsBuilder(IServiceCollection services) => _services = services;
 
+    internal IServiceCollection Services => _services;
+
     /// <summary>
     /// Counts <typeparamref name="TSaga"/>'s instances by state for the dashboard and the <c>integration.saga.instances</c>
     /// gauge (label <c>saga</c> = <paramref name="saga"/>). The saga must be mapped in the operations DbContext.
@@ -125,6 +127,7 @@ public static class OperationsRegistration
             .AddCommand<DiscardFailures, FailedMessageCommands>("failures.discard", ControlRole.Operator)
             .AddCommand<ArchiveFailures, FailedMessageCommands>("failures.archive", ControlRole.Operator)
             .AddCommand<ShowEnvironment, EnvironmentCommands>("environment", ControlRole.Viewer);
+        SagaInspectionRegistration.AddSagaInspectionAndGraph(services, operations);
         configure?.Invoke(operations);
         return builder;
     }

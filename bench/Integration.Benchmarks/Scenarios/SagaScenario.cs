@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using Integration.Benchmarks.Harness;
+using Integration.Operations;
 using Integration.Sagas.Postgres;
 using Integration.Testing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -39,7 +41,8 @@ public sealed class BenchSagaMachine : MassTransitStateMachine<BenchSagaState>
 public sealed class SagaBenchDbContext(DbContextOptions<SagaBenchDbContext> options) : DbContext(options)
 {
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-        modelBuilder.AddIntegrationSagaState<BenchSagaState>("bench_sagas", e => e.Property(s => s.CurrentState).HasMaxLength(64));   // snake_case columns
+        modelBuilder.AddIntegrationSagaState<BenchSagaState>("bench_sagas", e => e.Property(s => s.CurrentState).HasMaxLength(64))   // snake_case columns
+            .AddIntegrationOperations();   // saga_timeline, for the "with timeline" case
 }
 
 /// <summary>The baseline: a plain consumer doing the same one-row update the saga does, with no saga machinery.</summary>
@@ -75,7 +78,7 @@ sealed class CommittedHits(Countdown countdown) : IConsumeMessageObserver<SagaHi
 /// </summary>
 public sealed class SagaScenario : IScenario
 {
-    enum Processor { PlainConsumer, Optimistic, Pessimistic }
+    enum Processor { PlainConsumer, Optimistic, Pessimistic, OptimisticWithTimeline }
 
     public string Name => "sagas";
     public string Description => "saga events/s (optimistic, pessimistic; distinct instances vs one hot instance) vs a plain consumer with one UPDATE";
@@ -87,15 +90,26 @@ public sealed class SagaScenario : IScenario
         var distinctCount = Math.Max(100, context.Settings.Count / 20);
         var hotCount = Math.Max(100, context.Settings.Count / 40);
         var results = new List<Result>();
+        // INTEGRATION_BENCH_SAGAS_ONLY=timeline: only the "with timeline" case and its baseline (to check that row alone).
+        var onlyTimeline = Environment.GetEnvironmentVariable("INTEGRATION_BENCH_SAGAS_ONLY") == "timeline";
         foreach (var (label, count, instances) in new[] { ("distinct instances", distinctCount, distinctCount), ("one hot instance", hotCount, 1) })
         {
-            var plain = await Median(context, count, instances, Processor.PlainConsumer);
+            if (onlyTimeline && instances == 1)
+                continue;
             var note = $"{count} events over {instances} instance{(instances == 1 ? "" : "s")}, prefetch {context.Settings.Prefetch}";
-            results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
-            foreach (var mode in new[] { Processor.Optimistic, Processor.Pessimistic })
+            var plain = onlyTimeline ? 0 : await Median(context, count, instances, Processor.PlainConsumer);
+            if (!onlyTimeline)
+                results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
+            foreach (var mode in onlyTimeline ? new[] { Processor.Optimistic } : new[] { Processor.Optimistic, Processor.Pessimistic })
             {
                 var rate = await Median(context, count, instances, mode);
                 results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "plain consumer", plain, note));
+                // The operations timeline (AddSaga): one more row per event, in the saga's transaction.
+                if (mode == Processor.Optimistic && instances > 1)
+                {
+                    var timeline = await Median(context, count, instances, Processor.OptimisticWithTimeline);
+                    results.Add(new Result("6 sagas", $"saga optimistic with timeline, {label}", "throughput", timeline, "events/s", "saga optimistic", rate, note));
+                }
             }
         }
 
@@ -143,6 +157,14 @@ public sealed class SagaScenario : IScenario
                 throw new InvalidOperationException($"{processor}: {total} hits recorded for {count} events");
         }
 
+        if (processor == Processor.OptimisticWithTimeline)
+        {
+            await using var scope = host.Services.CreateAsyncScope();
+            var rows = await scope.ServiceProvider.GetRequiredService<SagaBenchDbContext>().Set<SagaTimelineEntry>().LongCountAsync();
+            if (rows != count)
+                throw new InvalidOperationException($"{processor}: {rows} timeline rows for {count} events");
+        }
+
         await host.StopAsync();
         if (profile is not null)
             await profile.ReportAsync($"saga bench: {processor} over {instances} instance(s) (includes one SUM read at the end)", count);
@@ -153,6 +175,16 @@ public sealed class SagaScenario : IScenario
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
+        if (processor == Processor.OptimisticWithTimeline)
+        {
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>(broker.HostSettings())   // the overview reads the broker's queues
+            {
+                ["Integration:MessageStore:Enabled"] = "false",
+                ["Integration:Probes:Enabled"] = "false",
+            });
+            builder.Services.Configure<Integration.Hosting.RabbitMqOptions>(builder.Configuration.GetSection("Integration:RabbitMq"));   // AddIntegrationDefaults would
+            builder.AddIntegrationOperations<SagaBenchDbContext>(operations => operations.AddSaga<BenchSagaState>("bench", s => s.CurrentState));
+        }
         builder.Services.AddDbContext<SagaBenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
         builder.Services.AddMassTransit(x =>
         {
@@ -161,7 +193,7 @@ public sealed class SagaScenario : IScenario
             else
                 x.AddSagaStateMachine<BenchSagaMachine, BenchSagaState>().PostgresRepository<SagaBenchDbContext>(o =>
                 {
-                    o.ConcurrencyMode = processor == Processor.Optimistic ? SagaConcurrencyMode.Optimistic : SagaConcurrencyMode.Pessimistic;
+                    o.ConcurrencyMode = processor == Processor.Pessimistic ? SagaConcurrencyMode.Pessimistic : SagaConcurrencyMode.Optimistic;
                     o.ConflictRetryLimit = 100;   // one hot instance at prefetch 64 conflicts constantly; nothing may fail
                 }).ExcludeFromConfigureEndpoints();
             x.UsingRabbitMq((registration, cfg) =>

@@ -29,6 +29,20 @@ public static class StateMachineDiagram
         return text.ToString();
     }
 
+    /// <summary>
+    /// The machine's transitions as data: each <c>(From, To, Event)</c> its definition declares (an event handled
+    /// without a transition is a self-transition), distinct and sorted; what <see cref="ToMermaid{TSaga}"/> draws.
+    /// </summary>
+    public static IReadOnlyList<(string From, string To, string Event)> Transitions<TSaga>(StateMachine<TSaga> machine)
+        where TSaga : class, SagaStateMachineInstance
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        var visitor = new TransitionVisitor<TSaga>();
+        machine.Accept(visitor);
+        return visitor.Transitions.Distinct().OrderBy(t => t.From, StringComparer.Ordinal).ThenBy(t => t.Event, StringComparer.Ordinal)
+            .ThenBy(t => t.To, StringComparer.Ordinal).ToList();
+    }
+
     static string Id(string name) => new(name.Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
 
     sealed class TransitionVisitor<TSaga> : StateMachineVisitor
