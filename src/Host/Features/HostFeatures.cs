@@ -11,5 +11,7 @@ public static class HostFeatures
         new Fulfillment.FulfillmentFeature(),
         new Choreography.ChoreographyFeature(),
         new Stock.StockFeature(),
+        new Devices.DevicesFeature(),
+        new Catalog.CatalogFeature(),
     ];
 }

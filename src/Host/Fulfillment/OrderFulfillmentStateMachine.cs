@@ -134,6 +134,9 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
                 .Publish(c => new OrderFulfillmentFailed(c.Saga.CorrelationId, c.Saga.FailureReason!))
                 .TransitionTo(Failed));
 
+        // Every state the order enters is told to the device that placed it (the device hub delivers it: src/Host/Devices).
+        WhenEnterAny(x => x.Publish(c => new OrderStatusChanged(c.Saga.CorrelationId, c.Saga.DeviceId, c.Saga.CurrentState, DateTimeOffset.UtcNow)));
+
         // Redeliveries and late decisions change nothing. Delivery is at-least-once (a relay re-sends after a lost
         // confirm, the broker redelivers after a lost ack): an event for a step the saga has already left is a copy.
         DuringAny(Ignore(Submitted));

@@ -17,6 +17,7 @@ public sealed class HostDbContext(DbContextOptions<HostDbContext> options) : DbC
         ArgumentNullException.ThrowIfNull(modelBuilder);
         Order.ConfigureModel(modelBuilder);
         OrderFulfillmentState.ConfigureModel(modelBuilder);
+        Catalog.Part.ConfigureModel(modelBuilder);
         modelBuilder.AddIntegrationOutbox();
         modelBuilder.AddIntegrationScheduler();
         modelBuilder.AddIntegrationOperations();
