@@ -16,16 +16,10 @@ public sealed class CacheInvalidationConfigurator
     }
 
     /// <summary>
-    /// First part of the per-host queue's name, <c>{QueuePrefix}-{instance}</c> (auto-delete, expiring);
+    /// First part of the per-host queue's name, <c>{QueuePrefix}-{instance}</c> (non-durable, auto-delete);
     /// <c>cache-invalidation</c> by default.
     /// </summary>
     public string QueuePrefix { get; set; } = "cache-invalidation";
-
-    /// <summary>
-    /// RabbitMQ deletes a per-host queue that has had no consumer for this long (<c>x-expires</c>), in case the host died
-    /// before its auto-delete queue went away. 5 minutes by default, at least 10 seconds.
-    /// </summary>
-    public TimeSpan QueueExpiry { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
     /// Every <typeparamref name="T"/> published on the bus removes the entries <paramref name="keys"/> returns and every
@@ -52,8 +46,6 @@ public sealed class CacheInvalidationConfigurator
             yield return $"AddCacheInvalidation: {duplicate.Key.Name} is declared {duplicate.Count()} times; declare each event once";
         if (string.IsNullOrWhiteSpace(QueuePrefix) || QueuePrefix.Length > 100)
             yield return "AddCacheInvalidation: QueuePrefix is required, at most 100 characters";
-        if (QueueExpiry < TimeSpan.FromSeconds(10) || QueueExpiry > TimeSpan.FromDays(1))
-            yield return $"AddCacheInvalidation: QueueExpiry must be between 10 seconds and 1 day, not {QueueExpiry}";
     }
 }
 

@@ -12,7 +12,7 @@ public static class CacheInvalidationRegistration
 {
     /// <summary>
     /// Adds the invalidations declared in <paramref name="configure"/>: this host's queue (<c>{QueuePrefix}-{instance}</c>,
-    /// auto-delete and expiring: no broker state outlives the host) consumes each declared event and evicts its keys and
+    /// non-durable and auto-delete: the broker deletes it when the host's connection goes, so no broker state outlives the host) consumes each declared event and evicts its keys and
     /// tags from this host's <see cref="HybridCache"/>. Call it among the bus registrations, once; configure the cache
     /// itself (entry TTLs, size limits) with <c>services.AddHybridCache(...)</c>.
     /// </summary>
@@ -34,12 +34,7 @@ public static class CacheInvalidationRegistration
         bus.AddMetrics();
         bus.AddSingleton<CacheInvalidationMetrics>();
         foreach (var rule in caching.Rules)
-            rule.Register(bus, e =>
-            {
-                e.Name = queue;
-                e.Temporary = true;
-            });
-        var expiry = (int)caching.QueueExpiry.TotalMilliseconds;
+            rule.Register(bus, e => e.Name = queue);
         bus.AddConfigureEndpointsCallback((_, name, endpoint) =>
         {
             if (name != queue)
@@ -49,7 +44,6 @@ public static class CacheInvalidationRegistration
             {
                 rabbit.AutoDelete = true;
                 rabbit.Durable = false;
-                rabbit.SetQueueArgument("x-expires", expiry);
             }
         });
         return bus;

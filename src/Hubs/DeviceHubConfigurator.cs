@@ -17,7 +17,7 @@ public sealed class DeviceHubConfigurator
     }
 
     /// <summary>
-    /// First part of the per-host queue's name, <c>{QueuePrefix}-{instance}</c> (auto-delete, expiring); <c>device-hub</c>
+    /// First part of the per-host queue's name, <c>{QueuePrefix}-{instance}</c> (non-durable, auto-delete); <c>device-hub</c>
     /// by default. Every host of the service has one, bound to the exchanges of the declared events.
     /// </summary>
     public string QueuePrefix { get; set; } = "device-hub";
@@ -27,12 +27,6 @@ public sealed class DeviceHubConfigurator
     /// devices); a host not heard from for three intervals is dropped from the list. 30 seconds by default.
     /// </summary>
     public TimeSpan PresenceInterval { get; set; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>
-    /// RabbitMQ deletes a per-host queue that has had no consumer for this long (<c>x-expires</c>), in case the host died
-    /// before its auto-delete queue went away. 5 minutes by default, at least 10 seconds.
-    /// </summary>
-    public TimeSpan QueueExpiry { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
     /// Delivers every <typeparamref name="T"/> published on the bus to the device whose id <paramref name="deviceId"/>
@@ -71,8 +65,6 @@ public sealed class DeviceHubConfigurator
             yield return "AddDeviceHub: QueuePrefix is required, at most 100 characters";
         if (PresenceInterval < TimeSpan.FromSeconds(1) || PresenceInterval > TimeSpan.FromHours(1))
             yield return $"AddDeviceHub: PresenceInterval must be between 1 second and 1 hour, not {PresenceInterval}";
-        if (QueueExpiry < TimeSpan.FromSeconds(10) || QueueExpiry > TimeSpan.FromDays(1))
-            yield return $"AddDeviceHub: QueueExpiry must be between 10 seconds and 1 day, not {QueueExpiry}";
     }
 }
 

@@ -19,7 +19,7 @@ public static class DeviceHubRegistration
 
     /// <summary>
     /// Adds the device hub: SignalR, the events declared in <paramref name="configure"/>, this host's queue
-    /// (<c>{QueuePrefix}-{instance}</c>, auto-delete and expiring: no broker state outlives the host), the presence
+    /// (<c>{QueuePrefix}-{instance}</c>, non-durable and auto-delete: the broker deletes it when the host's connection goes, so no broker state outlives the host), the presence
     /// announcements between hosts and the <c>devices.list</c> control command (Viewer). Call it among the bus
     /// registrations (the callback of <c>AddIntegrationDefaults</c> or <c>AddMassTransit</c>), once.
     /// </summary>
@@ -50,7 +50,6 @@ public static class DeviceHubRegistration
         foreach (var route in hub.Routes)
             route.Register(bus, e => HostQueue(e, settings.Queue));
         bus.AddConsumer<DevicePresenceConsumer>().Endpoint(e => HostQueue(e, settings.Queue));
-        var expiry = (int)hub.QueueExpiry.TotalMilliseconds;
         bus.AddConfigureEndpointsCallback((_, name, endpoint) =>
         {
             if (name != settings.Queue)
@@ -60,17 +59,12 @@ public static class DeviceHubRegistration
             {
                 rabbit.AutoDelete = true;
                 rabbit.Durable = false;
-                rabbit.SetQueueArgument("x-expires", expiry);
             }
         });
         return bus;
     }
 
-    static void HostQueue(IEndpointRegistrationConfigurator endpoint, string queue)
-    {
-        endpoint.Name = queue;
-        endpoint.Temporary = true;
-    }
+    static void HostQueue(IEndpointRegistrationConfigurator endpoint, string queue) => endpoint.Name = queue;
 
     /// <summary>
     /// Maps the hub at <paramref name="path"/> (<see cref="DefaultPath"/>). A connection without <c>?deviceId=</c> is
