@@ -116,6 +116,18 @@ public sealed class DeviceHub_Specs
     }
 
     [Test]
+    public async Task Should_show_the_connected_devices_on_the_dashboard_from_the_control_bus()
+    {
+        var page = await _hosts.A.Client.GetStringAsync(new Uri("/dashboard", UriKind.Relative));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(page, Does.Contain("<h2>Connected devices</h2>"));
+            Assert.That(page, Does.Contain("action: \"devices.list\""));
+        });
+    }
+
+    [Test]
     public async Task When_a_connection_names_no_device_should_refuse_it_with_400_and_the_reason()
     {
         using var response = await _hosts.A.Client.PostAsync(new Uri("/hubs/devices/negotiate?negotiateVersion=1", UriKind.Relative), null);
