@@ -135,7 +135,9 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
                 .TransitionTo(Failed));
 
         // Every state the order enters is told to the device that placed it (the device hub delivers it: src/Host/Devices).
-        WhenEnterAny(x => x.Publish(c => new OrderStatusChanged(c.Saga.CorrelationId, c.Saga.DeviceId, c.Saga.CurrentState, DateTimeOffset.UtcNow)));
+        // Not the Initial state, which a new instance enters before the order's data is on it.
+        WhenEnterAny(x => x.If(c => c.Saga.CurrentState != Initial.Name,
+            entered => entered.Publish(c => new OrderStatusChanged(c.Saga.CorrelationId, c.Saga.DeviceId, c.Saga.CurrentState, DateTimeOffset.UtcNow))));
 
         // Redeliveries and late decisions change nothing. Delivery is at-least-once (a relay re-sends after a lost
         // confirm, the broker redelivers after a lost ack): an event for a step the saga has already left is a copy.
