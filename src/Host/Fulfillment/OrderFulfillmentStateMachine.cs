@@ -135,7 +135,7 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
                 .TransitionTo(Failed));
 
         // Every state the order enters is told to the device that placed it (the device hub delivers it: src/Host/Devices).
-        // Not the Initial state, which a new instance enters before the order's data is on it.
+        // Never for Initial (a guard: the order's device is only on the instance once Submitted has been handled).
         WhenEnterAny(x => x.If(c => c.Saga.CurrentState != Initial.Name,
             entered => entered.Publish(c => new OrderStatusChanged(c.Saga.CorrelationId, c.Saga.DeviceId, c.Saga.CurrentState, DateTimeOffset.UtcNow))));
 

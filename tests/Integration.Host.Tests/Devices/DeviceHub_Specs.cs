@@ -51,6 +51,10 @@ public sealed class DeviceHub_Specs
         await using var device = await DeviceClient.ConnectAsync(_hosts.B, deviceId, "truck", nameof(OrderStatusChanged));
         await using var other = await DeviceClient.ConnectAsync(_hosts.B, NewDevice("other"), "truck", nameof(OrderStatusChanged));
 
+        var faults = new StatusFaults();
+        using var onA = _hosts.A.Services.GetRequiredService<IBus>().ConnectConsumeObserver(faults);
+        using var onB = _hosts.B.Services.GetRequiredService<IBus>().ConnectConsumeObserver(faults);
+
         var orderId = await TwoHosts.SubmitOrder(_hosts.A, deviceId);
 
         await device.WaitFor(nameof(OrderStatusChanged), m => m.GetProperty("orderId").GetGuid() == orderId && m.GetProperty("status").GetString() == "Completed");
@@ -61,6 +65,7 @@ public sealed class DeviceHub_Specs
                 nameof(OrderFulfillmentStateMachine.UpdatingInventory), nameof(OrderFulfillmentStateMachine.Completed) }));
             Assert.That(other.Received.Where(r => r.Payload.GetProperty("orderId").GetGuid() == orderId), Is.Empty, "another device's order status");
         });
+        Assert.That(faults.All.Select(f => f.Message), Is.Empty, "a status the hub could not deliver");
     }
 
     [Test]
@@ -138,5 +143,27 @@ public sealed class DeviceHub_Specs
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
             Assert.That(body, Does.Contain("deviceId"));
         });
+    }
+}
+
+/// <summary>Faults of <see cref="OrderStatusChanged"/> consumers, seen as they happen (before retries end).</summary>
+sealed class StatusFaults : IConsumeObserver
+{
+    readonly System.Collections.Concurrent.ConcurrentQueue<Exception> _faults = new();
+
+    public IEnumerable<Exception> All => _faults;
+
+    public Task PreConsume<T>(ConsumeContext<T> context)
+        where T : class => Task.CompletedTask;
+
+    public Task PostConsume<T>(ConsumeContext<T> context)
+        where T : class => Task.CompletedTask;
+
+    public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception)
+        where T : class
+    {
+        if (context.Message is OrderStatusChanged)
+            _faults.Enqueue(exception);
+        return Task.CompletedTask;
     }
 }
