@@ -12,5 +12,7 @@ public static class HostFeatures
         new Choreography.ChoreographyFeature(),
         new Stock.StockFeature(),
         new Inventory.InventoryFeature(),
+        new Devices.DevicesFeature(),
+        new Catalog.CatalogFeature(),
     ];
 }

@@ -134,6 +134,11 @@ public sealed class OrderFulfillmentStateMachine : MassTransitStateMachine<Order
                 .Publish(c => new OrderFulfillmentFailed(c.Saga.CorrelationId, c.Saga.FailureReason!))
                 .TransitionTo(Failed));
 
+        // Every state the order enters is told to the device that placed it (the device hub delivers it: src/Host/Devices).
+        // Never for Initial (a guard: the order's device is only on the instance once Submitted has been handled).
+        WhenEnterAny(x => x.If(c => c.Saga.CurrentState != Initial.Name,
+            entered => entered.Publish(c => new OrderStatusChanged(c.Saga.CorrelationId, c.Saga.DeviceId, c.Saga.CurrentState, DateTimeOffset.UtcNow))));
+
         // Redeliveries and late decisions change nothing. Delivery is at-least-once (a relay re-sends after a lost
         // confirm, the broker redelivers after a lost ack): an event for a step the saga has already left is a copy.
         DuringAny(Ignore(Submitted));

@@ -18,6 +18,7 @@ public sealed class HostDbContext(DbContextOptions<HostDbContext> options) : DbC
         Order.ConfigureModel(modelBuilder);
         OrderFulfillmentState.ConfigureModel(modelBuilder);
         Inventory.InventoryLevel.ConfigureModel(modelBuilder);
+        Catalog.Part.ConfigureModel(modelBuilder);
         modelBuilder.AddIntegrationOutbox();
         modelBuilder.AddIntegrationScheduler();
         modelBuilder.AddIntegrationOperations();

@@ -23,6 +23,88 @@ namespace Integration.Host.Persistence.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("Integration.Host.Catalog.Part", b =>
+                {
+                    b.Property<string>("Sku")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<string>("Category")
+                        .IsRequired()
+                        .HasMaxLength(50)
+                        .HasColumnType("character varying(50)");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)");
+
+                    b.Property<decimal>("Price")
+                        .HasPrecision(12, 2)
+                        .HasColumnType("numeric(12,2)");
+
+                    b.Property<string>("Supplier")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("Sku");
+
+                    b.HasIndex("Category");
+
+                    b.ToTable("parts", (string)null);
+
+                    b.HasData(
+                        new
+                        {
+                            Sku = "PUMP-1",
+                            Category = "hydraulics",
+                            Name = "Hydraulic pump 12 l/min",
+                            Price = 420.00m,
+                            Supplier = "acme-hydraulics",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "VALVE-2",
+                            Category = "hydraulics",
+                            Name = "Check valve 3/8\"",
+                            Price = 38.50m,
+                            Supplier = "acme-hydraulics",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "SENSOR-3",
+                            Category = "electronics",
+                            Name = "Pressure sensor 0-250 bar",
+                            Price = 96.00m,
+                            Supplier = "volt-supply",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "CABLE-4",
+                            Category = "electronics",
+                            Name = "Sensor cable M12, 5 m",
+                            Price = 14.90m,
+                            Supplier = "volt-supply",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "FILTER-5",
+                            Category = "general",
+                            Name = "Return filter element",
+                            Price = 22.00m,
+                            Supplier = "fieldparts",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        });
+                });
+
             modelBuilder.Entity("Integration.Host.Fulfillment.OrderFulfillmentState", b =>
                 {
                     b.Property<Guid>("CorrelationId")

@@ -5,6 +5,8 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 
 #nullable disable
 
+#pragma warning disable CA1814 // Prefer jagged arrays over multidimensional
+
 namespace Integration.Host.Persistence.Migrations
 {
     /// <inheritdoc />
@@ -139,6 +141,22 @@ namespace Integration.Host.Persistence.Migrations
                 constraints: table =>
                 {
                     table.PrimaryKey("PK_outbox_transactions", x => x.id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "parts",
+                columns: table => new
+                {
+                    Sku = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
+                    Name = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
+                    Category = table.Column<string>(type: "character varying(50)", maxLength: 50, nullable: false),
+                    Supplier = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    Price = table.Column<decimal>(type: "numeric(12,2)", precision: 12, scale: 2, nullable: false),
+                    UpdatedAt = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_parts", x => x.Sku);
                 });
 
             migrationBuilder.CreateTable(
@@ -524,6 +542,18 @@ namespace Integration.Host.Persistence.Migrations
                         onDelete: ReferentialAction.Cascade);
                 });
 
+            migrationBuilder.InsertData(
+                table: "parts",
+                columns: new[] { "Sku", "Category", "Name", "Price", "Supplier", "UpdatedAt" },
+                values: new object[,]
+                {
+                    { "CABLE-4", "electronics", "Sensor cable M12, 5 m", 14.90m, "volt-supply", new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)) },
+                    { "FILTER-5", "general", "Return filter element", 22.00m, "fieldparts", new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)) },
+                    { "PUMP-1", "hydraulics", "Hydraulic pump 12 l/min", 420.00m, "acme-hydraulics", new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)) },
+                    { "SENSOR-3", "electronics", "Pressure sensor 0-250 bar", 96.00m, "volt-supply", new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)) },
+                    { "VALVE-2", "hydraulics", "Check valve 3/8\"", 38.50m, "acme-hydraulics", new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0)) }
+                });
+
             migrationBuilder.CreateIndex(
                 name: "IX_control_audit_at",
                 table: "control_audit",
@@ -576,6 +606,11 @@ namespace Integration.Host.Persistence.Migrations
                 table: "outbox_transactions",
                 column: "sequence",
                 filter: "delivered_at IS NULL");
+
+            migrationBuilder.CreateIndex(
+                name: "IX_parts_Category",
+                table: "parts",
+                column: "Category");
 
             migrationBuilder.CreateIndex(
                 name: "idx_qrtz_eh_fire_inst",
@@ -682,6 +717,9 @@ namespace Integration.Host.Persistence.Migrations
 
             migrationBuilder.DropTable(
                 name: "outbox_messages");
+
+            migrationBuilder.DropTable(
+                name: "parts");
 
             migrationBuilder.DropTable(
                 name: "qrtz_blob_triggers");

@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Integration.Host.Persistence.Migrations
 {
     [DbContext(typeof(HostDbContext))]
-    [Migration("20261201173703_InitialCreate")]
+    [Migration("20261201174421_InitialCreate")]
     partial class InitialCreate
     {
         /// <inheritdoc />
@@ -25,6 +25,88 @@ namespace Integration.Host.Persistence.Migrations
                 .HasAnnotation("Relational:MaxIdentifierLength", 63);
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
+
+            modelBuilder.Entity("Integration.Host.Catalog.Part", b =>
+                {
+                    b.Property<string>("Sku")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<string>("Category")
+                        .IsRequired()
+                        .HasMaxLength(50)
+                        .HasColumnType("character varying(50)");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)");
+
+                    b.Property<decimal>("Price")
+                        .HasPrecision(12, 2)
+                        .HasColumnType("numeric(12,2)");
+
+                    b.Property<string>("Supplier")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("Sku");
+
+                    b.HasIndex("Category");
+
+                    b.ToTable("parts", (string)null);
+
+                    b.HasData(
+                        new
+                        {
+                            Sku = "PUMP-1",
+                            Category = "hydraulics",
+                            Name = "Hydraulic pump 12 l/min",
+                            Price = 420.00m,
+                            Supplier = "acme-hydraulics",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "VALVE-2",
+                            Category = "hydraulics",
+                            Name = "Check valve 3/8\"",
+                            Price = 38.50m,
+                            Supplier = "acme-hydraulics",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "SENSOR-3",
+                            Category = "electronics",
+                            Name = "Pressure sensor 0-250 bar",
+                            Price = 96.00m,
+                            Supplier = "volt-supply",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "CABLE-4",
+                            Category = "electronics",
+                            Name = "Sensor cable M12, 5 m",
+                            Price = 14.90m,
+                            Supplier = "volt-supply",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        },
+                        new
+                        {
+                            Sku = "FILTER-5",
+                            Category = "general",
+                            Name = "Return filter element",
+                            Price = 22.00m,
+                            Supplier = "fieldparts",
+                            UpdatedAt = new DateTimeOffset(new DateTime(2026, 1, 1, 0, 0, 0, 0, DateTimeKind.Unspecified), new TimeSpan(0, 0, 0, 0, 0))
+                        });
+                });
 
             modelBuilder.Entity("Integration.Host.Fulfillment.OrderFulfillmentState", b =>
                 {
