@@ -123,6 +123,61 @@ namespace Acme.Worker.Migrations
                     b.ToTable("control_audit", (string)null);
                 });
 
+            modelBuilder.Entity("Integration.Operations.SagaTimelineEntry", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<Guid>("CorrelationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("correlation_id");
+
+                    b.Property<string>("Event")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("event");
+
+                    b.Property<string>("FromState")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("from_state");
+
+                    b.Property<string>("MessageId")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("message_id");
+
+                    b.Property<string>("Saga")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("saga");
+
+                    b.Property<string>("Sent")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("sent");
+
+                    b.Property<string>("ToState")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("to_state");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Saga", "CorrelationId", "Id");
+
+                    b.ToTable("saga_timeline", (string)null);
+                });
+
             modelBuilder.Entity("Integration.Operations.StoredMessage", b =>
                 {
                     b.Property<long>("Id")

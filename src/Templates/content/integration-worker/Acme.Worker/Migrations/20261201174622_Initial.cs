@@ -309,6 +309,26 @@ namespace Acme.Worker.Migrations
                 });
 
             migrationBuilder.CreateTable(
+                name: "saga_timeline",
+                columns: table => new
+                {
+                    id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
+                    saga = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    correlation_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    @event = table.Column<string>(name: "event", type: "character varying(200)", maxLength: 200, nullable: false),
+                    from_state = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    to_state = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    message_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    sent = table.Column<string>(type: "jsonb", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_saga_timeline", x => x.id);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "outbox_messages",
                 columns: table => new
                 {
@@ -600,6 +620,11 @@ namespace Acme.Worker.Migrations
                 table: "qrtz_triggers",
                 columns: new[] { "sched_name", "trigger_state", "next_fire_time", "priority", "misfire_instr" },
                 descending: new[] { false, false, false, true, false });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_saga_timeline_saga_correlation_id_id",
+                table: "saga_timeline",
+                columns: new[] { "saga", "correlation_id", "id" });
         }
 
         /// <inheritdoc />
@@ -661,6 +686,9 @@ namespace Acme.Worker.Migrations
 
             migrationBuilder.DropTable(
                 name: "qrtz_simprop_triggers");
+
+            migrationBuilder.DropTable(
+                name: "saga_timeline");
 
             migrationBuilder.DropTable(
                 name: "outbox_transactions");

@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Acme.Worker.Migrations
 {
     [DbContext(typeof(WorkerDbContext))]
-    [Migration("20261201144156_Initial")]
+    [Migration("20261201174622_Initial")]
     partial class Initial
     {
         /// <inheritdoc />
@@ -124,6 +124,61 @@ namespace Acme.Worker.Migrations
                     b.HasIndex("At");
 
                     b.ToTable("control_audit", (string)null);
+                });
+
+            modelBuilder.Entity("Integration.Operations.SagaTimelineEntry", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<Guid>("CorrelationId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("correlation_id");
+
+                    b.Property<string>("Event")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("event");
+
+                    b.Property<string>("FromState")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("from_state");
+
+                    b.Property<string>("MessageId")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("message_id");
+
+                    b.Property<string>("Saga")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("saga");
+
+                    b.Property<string>("Sent")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("sent");
+
+                    b.Property<string>("ToState")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("to_state");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Saga", "CorrelationId", "Id");
+
+                    b.ToTable("saga_timeline", (string)null);
                 });
 
             modelBuilder.Entity("Integration.Operations.StoredMessage", b =>
