@@ -35,15 +35,21 @@ public static class CacheInvalidationRegistration
         bus.AddSingleton<CacheInvalidationMetrics>();
         foreach (var rule in caching.Rules)
             rule.Register(bus, e => e.Name = queue);
-        bus.AddConfigureEndpointsCallback((_, name, endpoint) =>
+        bus.AddConfigureEndpointsCallback((context, name, endpoint) =>
         {
             if (name != queue)
                 return;
             endpoint.UseMessageRetry(r => r.Intervals(100, 500, 1000));
             if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
             {
-                rabbit.AutoDelete = true;
-                rabbit.Durable = false;
+                // With Integration:RabbitMq:QueueType=Quorum every queue is a quorum queue, which can be neither auto-delete
+                // nor transient: this host's queue is durable and expires once unused for five minutes instead.
+                var quorum = string.Equals(context.GetService<Microsoft.Extensions.Configuration.IConfiguration>()?["Integration:RabbitMq:QueueType"],
+                    "Quorum", StringComparison.OrdinalIgnoreCase);
+                rabbit.Durable = quorum;
+                rabbit.AutoDelete = !quorum;
+                if (quorum)
+                    rabbit.QueueExpiration = TimeSpan.FromMinutes(5);
             }
         });
         return bus;

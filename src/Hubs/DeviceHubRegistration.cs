@@ -50,15 +50,26 @@ public static class DeviceHubRegistration
         foreach (var route in hub.Routes)
             route.Register(bus, e => HostQueue(e, settings.Queue));
         bus.AddConsumer<DevicePresenceConsumer>().Endpoint(e => HostQueue(e, settings.Queue));
-        bus.AddConfigureEndpointsCallback((_, name, endpoint) =>
+        bus.AddConfigureEndpointsCallback((context, name, endpoint) =>
         {
             if (name != settings.Queue)
                 return;
             endpoint.UseMessageRetry(r => r.Intervals(100, 500, 1000));
             if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
             {
-                rabbit.AutoDelete = true;
-                rabbit.Durable = false;
+                if (context.GetService<Microsoft.Extensions.Options.IOptions<Integration.Hosting.RabbitMqOptions>>()?.Value.QueueType
+                    == Integration.Hosting.RabbitMqQueueType.Quorum)
+                {
+                    // A quorum queue can be neither auto-delete nor transient: it expires once no host has used it for a while.
+                    rabbit.Durable = true;
+                    rabbit.AutoDelete = false;
+                    rabbit.QueueExpiration = Integration.Hosting.RabbitMqOptions.InstanceQueueExpiration;
+                }
+                else
+                {
+                    rabbit.AutoDelete = true;
+                    rabbit.Durable = false;
+                }
             }
         });
         return bus;
