@@ -3,11 +3,12 @@ using Integration.Host.Contracts;
 using Integration.Host.Features;
 using Integration.Host.Persistence;
 using Integration.Hosting;
+using Integration.Host.Parts;
 using Integration.Outbox.Writing;
+using Integration.Patterns.Deadlines;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Caching.Hybrid;
-using Microsoft.Extensions.Options;
 
 namespace Integration.Host.Catalog;
 
@@ -15,7 +16,8 @@ namespace Integration.Host.Catalog;
 /// The parts catalog, cache-aside: <c>GET /api/parts/{sku}</c> and <c>GET /api/parts?category=&amp;supplier=</c> read
 /// through HybridCache (<c>Integration:Catalog:CacheTtl</c>, header <c>X-Cache: hit|miss</c>); <c>PUT /api/parts/{sku}</c>
 /// stores the part and publishes <see cref="PartUpdated"/> through the outbox in one transaction, and every host evicts
-/// the part and every cached list when the event reaches its own queue.
+/// the part and every cached list when the event reaches its own queue. Reads work under deadline budgets
+/// (<see cref="CatalogReads"/>): header <c>Integration-Deadline</c> in, <c>Integration-Deadline-Budget</c> out, 504 once it has passed.
 /// </summary>
 public sealed class CatalogFeature : IHostFeature
 {
@@ -37,6 +39,9 @@ public sealed class CatalogFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddIntegrationOptions<CatalogOptions>(CatalogOptions.Section, CatalogOptions.Validate);
         builder.Services.AddHybridCache();
+        // The read path's budgets; validated at start by the parts routing feature, which binds the same section.
+        builder.Services.AddOptions<DeadlineBudgets>().BindConfiguration(PartsRoutingFeature.DeadlinesSection);
+        builder.Services.AddSingleton<CatalogReads>();
     }
 
     /// <inheritdoc />
@@ -56,47 +61,9 @@ public sealed class CatalogFeature : IHostFeature
         endpoints.MapPut("/api/parts/{sku}", Put);
     }
 
-    static HybridCacheEntryOptions Entry(IOptions<CatalogOptions> options) =>
-        new() { Expiration = options.Value.CacheTtl, LocalCacheExpiration = options.Value.CacheTtl };
+    static Task<IResult> GetPart(string sku, HttpContext http, CatalogReads reads) => reads.GetPart(sku, http);
 
-    static void Mark(HttpContext http, bool hit) => http.Response.Headers["X-Cache"] = hit ? "hit" : "miss";
-
-    static async Task<IResult> GetPart(string sku, HttpContext http, HybridCache cache, IOptions<CatalogOptions> options, IServiceScopeFactory scopes,
-        CancellationToken cancellationToken)
-    {
-        var read = await cache.ReadThroughAsync(PartKey(sku), async token =>
-        {
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<HostDbContext>();
-            var part = await db.Set<Part>().AsNoTracking().SingleOrDefaultAsync(p => p.Sku == sku, token).ConfigureAwait(false);
-            return part?.ToView();
-        }, Entry(options), cancellationToken: cancellationToken).ConfigureAwait(false);
-        Mark(http, read.Hit);
-        return read.Value is null
-            ? Results.Problem($"No part {sku}", statusCode: StatusCodes.Status404NotFound, title: "Not found")
-            : Results.Ok(read.Value);
-    }
-
-    static async Task<IResult> ListParts(string? category, string? supplier, HttpContext http, HybridCache cache, IOptions<CatalogOptions> options,
-        IServiceScopeFactory scopes, CancellationToken cancellationToken)
-    {
-        category = string.IsNullOrWhiteSpace(category) ? null : category.Trim();
-        supplier = string.IsNullOrWhiteSpace(supplier) ? null : supplier.Trim();
-        var key = $"parts:category={category?.ToLowerInvariant()}&supplier={supplier?.ToLowerInvariant()}";
-        var read = await cache.ReadThroughAsync<IReadOnlyList<PartView>>(key, async token =>
-        {
-            await using var scope = scopes.CreateAsyncScope();
-            var parts = scope.ServiceProvider.GetRequiredService<HostDbContext>().Set<Part>().AsNoTracking();
-            if (category is not null)
-                parts = parts.Where(p => p.Category.ToLower() == category.ToLowerInvariant());
-            if (supplier is not null)
-                parts = parts.Where(p => p.Supplier.ToLower() == supplier.ToLowerInvariant());
-            var list = await parts.OrderBy(p => p.Sku).ToListAsync(token).ConfigureAwait(false);
-            return list.Select(p => p.ToView()).ToList();
-        }, Entry(options), [ListTag], cancellationToken).ConfigureAwait(false);
-        Mark(http, read.Hit);
-        return Results.Ok(read.Value);
-    }
+    static Task<IResult> ListParts(string? category, string? supplier, HttpContext http, CatalogReads reads) => reads.ListParts(category, supplier, http);
 
     static Dictionary<string, string[]> Validate(string sku, PutPart? body)
     {

@@ -40,9 +40,44 @@ public sealed record MessageDeadline
         var text = value switch { DateTimeOffset d => d.ToString("O", CultureInfo.InvariantCulture), DateTime d => d.ToString("O", CultureInfo.InvariantCulture), _ => value.ToString() };
         if (string.IsNullOrWhiteSpace(text))
             return null;
-        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at))
+        if (!TryParse(text, out var deadline))
             throw new SerializationException($"The {Header} header '{text}' is not an ISO-8601 UTC time (e.g. 2026-12-01T16:10:00Z)");
-        return new MessageDeadline(at);
+        return deadline;
+    }
+
+    /// <summary>
+    /// The deadline an HTTP request carries: the value of its <see cref="Header"/> header (absolute UTC, ISO-8601), or null
+    /// when it carries none (null, empty or blank). Pass <c>request.Headers[MessageDeadline.Header].ToString()</c>: a
+    /// header sent twice is read as one malformed value.
+    /// </summary>
+    /// <exception cref="FormatException">The value is not an ISO-8601 time; the message names the header and the value.</exception>
+    public static MessageDeadline? FromHttpHeader(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+            return null;
+        return TryParse(value, out var deadline)
+            ? deadline
+            : throw new FormatException($"The {Header} header '{value}' is not an ISO-8601 UTC time (e.g. 2026-12-01T16:10:00Z)");
+    }
+
+    static bool TryParse(string text, out MessageDeadline deadline)
+    {
+        var parsed = DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at);
+        deadline = parsed ? new MessageDeadline(at) : null!;
+        return parsed;
+    }
+
+    /// <summary>
+    /// Starts a hop whose own budget is <paramref name="budget"/> under this deadline: its timeout is
+    /// <c>min(left, budget)</c> (<see cref="HopTimeout"/>), and its <see cref="DeadlineHop.Token"/> is cancelled when that
+    /// runs out or <paramref name="cancellationToken"/> is. Dispose it when the hop is done.
+    /// </summary>
+    /// <exception cref="DeadlineExceededException">The deadline has passed: the hop must not start.</exception>
+    public DeadlineHop StartHop(TimeSpan budget, CancellationToken cancellationToken = default, TimeProvider? time = null)
+    {
+        time ??= TimeProvider.System;
+        var timeout = HopTimeout(this, budget, time);
+        return new DeadlineHop(new MessageDeadline(time.GetUtcNow() + timeout), timeout, cancellationToken, time);
     }
 
     /// <summary>The deadline the consumed message works under: the one a route or filter settled on, else its header.</summary>
@@ -95,5 +130,47 @@ public sealed record MessageDeadline
     internal sealed class Settled(MessageDeadline deadline)
     {
         public MessageDeadline Deadline { get; } = deadline;
+    }
+}
+
+/// <summary>
+/// One hop under a deadline (<see cref="MessageDeadline.StartHop"/>): its own <see cref="Deadline"/> (what the next hop
+/// starts from), its <see cref="Timeout"/>, and a <see cref="Token"/> cancelled when the timeout runs out or the caller's
+/// token is cancelled. Dispose it when the hop is done.
+/// </summary>
+public sealed class DeadlineHop : IDisposable
+{
+    readonly CancellationTokenSource _timer;
+    readonly CancellationTokenSource? _linked;
+
+    internal DeadlineHop(MessageDeadline deadline, TimeSpan timeout, CancellationToken cancellationToken, TimeProvider time)
+    {
+        Deadline = deadline;
+        Timeout = timeout;
+        _timer = new CancellationTokenSource(timeout, time);
+        _linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(_timer.Token, cancellationToken) : null;
+        Token = (_linked ?? _timer).Token;
+    }
+
+    /// <summary>This hop's deadline: the one it started under, or its budget from its start if that was sooner.</summary>
+    public MessageDeadline Deadline { get; }
+
+    /// <summary>This hop's timeout: <c>min(left, budget)</c> when it started.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>Cancelled when <see cref="Timeout"/> runs out or the caller's token is cancelled.</summary>
+    public CancellationToken Token { get; }
+
+    /// <summary>True once this hop's own timeout has run out (not merely the caller's token).</summary>
+    public bool TimedOut => _timer.IsCancellationRequested;
+
+    /// <summary>The timeout in whole milliseconds, rounded up (at least 1): what a header or a log shows.</summary>
+    public long TimeoutMilliseconds => DeadlineExtensions.Milliseconds(Timeout);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _linked?.Dispose();
+        _timer.Dispose();
     }
 }
