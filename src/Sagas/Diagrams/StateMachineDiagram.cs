@@ -91,8 +91,13 @@ public static class StateMachineDiagram
             _targets.Clear();
         }
 
-        // Enter/leave events of states ("Counting.Enter") describe the states, not transitions.
-        bool IsStateEvent(Event @event) => @event.Name.Contains('.', StringComparison.Ordinal);
+        // Enter/leave events of states ("Counting.Enter") describe the states, not transitions; a schedule's
+        // "ApprovalTimeout.AnyReceived" is MassTransit's own handler in every state (it clears the token), not the machine's.
+        // Other dotted names are events the machine receives: a schedule's ("ApprovalTimeout.Received"), a request's ("Check.Completed").
+        static bool IsStateEvent(Event @event) =>
+            @event.Name.EndsWith(".Enter", StringComparison.Ordinal) || @event.Name.EndsWith(".Leave", StringComparison.Ordinal)
+            || @event.Name.EndsWith(".BeforeEnter", StringComparison.Ordinal) || @event.Name.EndsWith(".AfterLeave", StringComparison.Ordinal)
+            || @event.Name.EndsWith(".AnyReceived", StringComparison.Ordinal);
 
         public void Visit(IStateMachineActivity activity) => Visit(activity, _ => { });
 
