@@ -92,7 +92,7 @@ sealed class ControlAuthorization(IOptionsMonitor<ControlBusOptions> options)
             if (claim.Type == jwt.RoleClaim)
             {
                 grants.Add(claim.Value);
-                if (jwt.Roles.TryGetValue(claim.Value, out var mapped) && (role is null || mapped > role))
+                if (jwt.Roles.TryGetValue(claim.Value, out var name) && ControlJwtOptions.RoleNamed(name) is { } mapped && (role is null || mapped > role))
                     role = mapped;
             }
             else if (claim.Type is "scope" or "scp")

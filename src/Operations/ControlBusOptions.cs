@@ -94,8 +94,17 @@ public sealed class ControlJwtOptions
     /// <summary>The claim naming the caller in the audit log (default <c>sub</c>; <c>client_id</c> or <c>azp</c> when absent).</summary>
     public string NameClaim { get; set; } = "sub";
 
-    /// <summary>Claim value (of <see cref="RoleClaim"/>) to control role, e.g. <c>integration-operators: Operator</c>. The highest match wins.</summary>
-    public Dictionary<string, ControlRole> Roles { get; set; } = [];
+    /// <summary>
+    /// Claim value (of <see cref="RoleClaim"/>) to control role name (<see cref="ControlRole"/>), e.g.
+    /// <c>integration-operators: Operator</c>. The highest match wins; a token with no mapped value is refused (403).
+    /// </summary>
+    public Dictionary<string, string> Roles { get; set; } = [];
+
+    /// <summary>The role named <paramref name="name"/>, or null.</summary>
+    internal static ControlRole? RoleNamed(string? name) =>
+        Enum.GetNames<ControlRole>().FirstOrDefault(n => string.Equals(n, name?.Trim(), StringComparison.OrdinalIgnoreCase)) is { } found
+            ? Enum.Parse<ControlRole>(found)
+            : null;
 
     /// <summary>
     /// Per action (e.g. <c>failures.retry</c>), a scope or claim value the token must also carry (in <c>scope</c>, <c>scp</c>
@@ -147,7 +156,7 @@ public sealed class ControlJwtOptions
             yield return $"{section}:Roles: map at least one {options.RoleClaim} value to a role ({string.Join(", ", Enum.GetNames<ControlRole>())})";
         foreach (var (value, role) in options.Roles)
         {
-            if (!Enum.IsDefined(role))
+            if (RoleNamed(role) is null)
                 yield return $"{section}:Roles:{value}: '{role}' is not a role ({string.Join(", ", Enum.GetNames<ControlRole>())})";
         }
 
