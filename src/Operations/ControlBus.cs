@@ -138,8 +138,12 @@ public sealed partial class ControlBus
         ControlResult result;
         if (caller is null)
             result = new ControlResult(ControlOutcome.Unauthorized, "A control bus key is required (X-Api-Key or Authorization: Bearer)");
+        else if (caller.Refusal is not null)
+            result = new ControlResult(caller.RefusalOutcome, caller.Refusal);
         else if (registration is not null && caller.Role < registration.Action.Role)
-            result = new ControlResult(ControlOutcome.Denied, $"Key '{caller.Name}' ({caller.Role}) may not run '{action}' (needs {registration.Action.Role})");
+            result = new ControlResult(ControlOutcome.Denied, $"{caller.Describe()} ({caller.Role}) may not run '{action}' (needs {registration.Action.Role})");
+        else if (registration is not null && _services.GetService<ControlAuthorization>()?.MissingPermission(caller, action) is { } missing)
+            result = new ControlResult(ControlOutcome.Denied, $"{caller.Describe()} may not run '{action}': it needs '{missing}' ({ControlBusOptions.Section}:Jwt:Permissions:{action})");
         else if (refusal is not null || registration is null || command is null)
             result = refusal ?? ControlResult.Invalid($"Unknown action '{action}'");
         else

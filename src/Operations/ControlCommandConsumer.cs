@@ -35,7 +35,7 @@ sealed class ControlCommandConsumer(ControlBus bus, ControlAuthorization auth) :
 {
     public async Task Consume(ConsumeContext<ControlCommandMessage> context)
     {
-        var caller = auth.Authenticate(context.Headers.Get<string>(ControlCommandMessage.KeyHeader));
+        var caller = await auth.AuthenticateAsync(context.Headers.Get<string>(ControlCommandMessage.KeyHeader), context.CancellationToken).ConfigureAwait(false);
         var message = context.Message;
         var result = await bus.ExecuteAsync(caller, "amqp", new ControlCommand(message.Action, message.Target, message.Arguments), context.CancellationToken)
             .ConfigureAwait(false);

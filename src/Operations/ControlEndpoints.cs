@@ -27,19 +27,21 @@ static class ControlEndpoints
     public static void MapControlEndpoints(this IEndpointRouteBuilder endpoints, string prefix)
     {
         var control = endpoints.MapGroup(prefix);
-        control.MapGet("/actions", (HttpContext http, ControlBus bus, ControlAuthorization auth) =>
-            auth.Authenticate(ControlAuthorization.KeyOf(http.Request)) is null
-                ? Results.Problem("A control bus key is required", statusCode: StatusCodes.Status401Unauthorized)
-                : Results.Ok(bus.Actions.Select(a => new { action = a.Name, role = a.Role.ToString() })));
-        control.MapPost("/commands", (HttpContext http, ControlBus bus, ControlCommand command) => RunAsync(bus.ExecuteAsync(Caller(http), "http", command, http.RequestAborted)));
+        control.MapGet("/actions", async (HttpContext http, ControlBus bus) =>
+            await CallerAsync(http).ConfigureAwait(false) switch
+            {
+                null => Results.Problem("A control bus key or bearer token is required", statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized"),
+                { Refusal: { } refusal } caller => Problem(new ControlResult(caller.RefusalOutcome, refusal)),
+                _ => Results.Ok(bus.Actions.Select(a => new { action = a.Name, role = a.Role.ToString() })),
+            });
+        control.MapPost("/commands", (HttpContext http, ControlBus bus, ControlCommand command) => Execute(http, bus, command));
 
         control.MapGet("/routes", (HttpContext http, ControlBus bus) => Run(http, bus, new ListRoutes()));
         control.MapGet("/endpoints", (HttpContext http, ControlBus bus) => Run(http, bus, new ListEndpoints()));
         control.MapPost("/endpoints/{name}/pause", (HttpContext http, ControlBus bus, string name) => Run(http, bus, new PauseEndpoint(name)));
         control.MapPost("/endpoints/{name}/resume", (HttpContext http, ControlBus bus, string name) => Run(http, bus, new ResumeEndpoint(name)));
         control.MapPut("/log-level", (HttpContext http, ControlBus bus, LogLevelRequest request) =>
-            RunAsync(bus.ExecuteAsync(Caller(http), "http", new ControlCommand("log-level.set", request.Category,
-                new Dictionary<string, string> { ["level"] = request.Level ?? "" }), http.RequestAborted)));
+            Execute(http, bus, new ControlCommand("log-level.set", request.Category, new Dictionary<string, string> { ["level"] = request.Level ?? "" })));
         control.MapGet("/audit", (HttpContext http, ControlBus bus, int? take) => Run(http, bus, new ListAudit(take ?? 50)));
 
         control.MapGet("/dead-letters", (HttpContext http, ControlBus bus) => Run(http, bus, new ListDeadLetters()));
@@ -70,12 +72,16 @@ static class ControlEndpoints
         control.MapSagaInspectionEndpoints();
     }
 
-    internal static ControlCaller? Caller(HttpContext http) =>
-        http.RequestServices.GetRequiredService<ControlAuthorization>().Authenticate(ControlAuthorization.KeyOf(http.Request));
+    /// <summary>The caller of an HTTP control request (API key or bearer token), or null without credentials.</summary>
+    internal static Task<ControlCaller?> CallerAsync(HttpContext http) =>
+        http.RequestServices.GetRequiredService<ControlAuthorization>().AuthenticateAsync(ControlAuthorization.KeyOf(http.Request), http.RequestAborted);
 
-    static Task<IResult> Run<TCommand>(HttpContext http, ControlBus bus, TCommand command)
+    static async Task<IResult> Run<TCommand>(HttpContext http, ControlBus bus, TCommand command)
         where TCommand : class =>
-        RunAsync(bus.ExecuteAsync(Caller(http), "http", command, http.RequestAborted));
+        await RunAsync(bus.ExecuteAsync(await CallerAsync(http).ConfigureAwait(false), "http", command, http.RequestAborted)).ConfigureAwait(false);
+
+    static async Task<IResult> Execute(HttpContext http, ControlBus bus, ControlCommand command) =>
+        await RunAsync(bus.ExecuteAsync(await CallerAsync(http).ConfigureAwait(false), "http", command, http.RequestAborted)).ConfigureAwait(false);
 
     internal static async Task<IResult> RunAsync(Task<ControlResult> run)
     {

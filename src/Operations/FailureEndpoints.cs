@@ -42,7 +42,7 @@ static class FailureEndpoints
     static async Task<IResult> Data<TCommand>(HttpContext http, ControlBus bus, TCommand command, int status)
         where TCommand : class
     {
-        var result = await bus.ExecuteAsync(ControlEndpoints.Caller(http), "http", command, http.RequestAborted).ConfigureAwait(false);
+        var result = await bus.ExecuteAsync(await ControlEndpoints.CallerAsync(http).ConfigureAwait(false), "http", command, http.RequestAborted).ConfigureAwait(false);
         return result.Outcome == ControlOutcome.Ok
             ? Results.Json(result.Data, statusCode: status)
             : await ControlEndpoints.RunAsync(Task.FromResult(result)).ConfigureAwait(false);

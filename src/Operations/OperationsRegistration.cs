@@ -62,7 +62,7 @@ public static class OperationsRegistration
     /// <summary>
     /// Adds operations for a host whose database is <typeparamref name="TDbContext"/> (its <c>OnModelCreating</c> calls
     /// <c>modelBuilder.AddIntegrationOperations()</c>). Needs <c>AddIntegrationDefaults</c> (the RabbitMQ settings and bus).
-    /// Settings, validated at start: <c>Integration:ControlBus</c>, <c>Integration:MessageStore</c>, <c>Integration:Probes</c>,
+    /// Settings, validated at start: <c>Integration:ControlBus</c> (API keys and <c>Jwt</c> bearer tokens), <c>Integration:MessageStore</c>, <c>Integration:Probes</c>,
     /// <c>Integration:Operations:RefreshSeconds</c>.
     /// </summary>
     public static IHostApplicationBuilder AddIntegrationOperations<TDbContext>(this IHostApplicationBuilder builder, Action<OperationsBuilder>? configure = null)

@@ -34,7 +34,7 @@ static class SagaInspectionEndpoints
     static async Task<IResult> Run<TCommand>(HttpContext http, ControlBus bus, TCommand command, bool flatten)
         where TCommand : class
     {
-        var caller = http.RequestServices.GetRequiredService<ControlAuthorization>().Authenticate(ControlAuthorization.KeyOf(http.Request));
+        var caller = await ControlEndpoints.CallerAsync(http).ConfigureAwait(false);
         var result = await bus.ExecuteAsync(caller, "http", command, http.RequestAborted).ConfigureAwait(false);
         if (result.Outcome != ControlOutcome.Ok)
             return ControlEndpoints.Problem(result);
