@@ -129,8 +129,10 @@ sealed class BrokerPermissions(IServiceProvider services, ReceiveEndpointRegistr
     }
 
     /// <summary>
-    /// The fixed part of a per-instance queue name: the control queue (<c>control-bus-{service}-{8 hex}</c>) and the bus's own
-    /// temporary endpoint (<c>{machine}_{process}_bus_{random}</c>); null for a name that is the same on every instance.
+    /// The fixed part of a per-instance queue name: the framework's per-host queues, named <c>{prefix}-{8 hex}</c> (the
+    /// control queue <c>control-bus-{service}-{8 hex}</c>, the device hub's <c>device-hub-{8 hex}</c>, the cache
+    /// invalidation's <c>cache-invalidation-{8 hex}</c>), and the bus's own temporary endpoint
+    /// (<c>{machine}_{process}_bus_{random}</c>); null for a name that is the same on every instance.
     /// </summary>
     static string? PerInstancePrefix(string name)
     {
@@ -138,7 +140,7 @@ sealed class BrokerPermissions(IServiceProvider services, ReceiveEndpointRegistr
         if (bus > 0)
             return name[..(bus + "_bus_".Length)];
         var dash = name.LastIndexOf('-');
-        return dash > 0 && name.Length - dash - 1 == 8 && name[(dash + 1)..].All(Uri.IsHexDigit) && name.StartsWith("control-bus-", StringComparison.Ordinal)
+        return dash > 0 && name.Length - dash - 1 == 8 && name[(dash + 1)..].All(Uri.IsHexDigit)
             ? name[..(dash + 1)]
             : null;
     }
