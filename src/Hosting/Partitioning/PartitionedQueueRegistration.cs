@@ -64,8 +64,16 @@ public static class PartitionedQueueRegistration
                         // A message published without the partition routing key (a host without this registration)
                         // goes to partition 0 instead of being dropped as unroutable.
                         x.SetExchangeArgument("alternate-exchange", names[0]);
+                        // The message type's own exchange stays fanout (as every other subscriber declares it) and
+                        // forwards the message with its routing key; only the partitions exchange routes by it.
                         foreach (var exchange in exchanges)
-                            x.Bind(exchange);
+                        {
+                            x.Bind(exchange, type =>
+                            {
+                                type.ExchangeType = RabbitMQ.Client.ExchangeType.Fanout;
+                                type.RoutingKey = "";
+                            });
+                        }
                     });
                     e.ConcurrentMessageLimit = definition.ConcurrentMessageLimit;
                     if (definition.ConcurrentMessageLimit > 1)
