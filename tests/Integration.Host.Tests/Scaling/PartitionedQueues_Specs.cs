@@ -120,12 +120,16 @@ public sealed class PartitionedQueues_Specs
                 p.Partitions = Partitions;
                 p.Key<PartitionedEvent>(m => m.Key);
             }, (context, e) => e.Consumer<PartitionedEventConsumer>(context));
-            h.Services.AddMassTransit(x => x.UsingRabbitMq((context, cfg) =>
+            h.Services.AddMassTransit(x =>
             {
+                x.AddConsumer<PartitionedEventConsumer>();
+                x.UsingRabbitMq((context, cfg) =>
+                {
                 h.Broker.ConfigureHost(cfg);
-                foreach (var configuration in context.GetServices<IConfigureRabbitMqBus>())
-                    configuration.Configure(context, cfg);
-            }));
+                    foreach (var configuration in context.GetServices<IConfigureRabbitMqBus>())
+                        configuration.Configure(context, cfg);
+                });
+            });
         }, o =>
         {
             o.Broker = broker;
