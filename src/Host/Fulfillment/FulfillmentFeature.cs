@@ -82,8 +82,9 @@ public sealed class FulfillmentFeature : IHostFeature
         var saga = bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry));
         if (settings.Partitions > 0)
             saga.ExcludeFromConfigureEndpoints(); // the partition endpoints (AddServices) configure it
-        saga.Endpoint(e => e.Name = SagaQueue)
-            .PostgresRepository<HostDbContext>(o =>
+        else
+            saga.Endpoint(e => e.Name = SagaQueue);
+        saga.PostgresRepository<HostDbContext>(o =>
             {
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
                 o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them
