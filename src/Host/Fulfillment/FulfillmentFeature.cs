@@ -2,6 +2,8 @@ using Integration.Host.Features;
 using Integration.Host.Orders;
 using Integration.Host.Persistence;
 using Integration.Hosting;
+using Integration.Hosting.Partitioning;
+using Integration.Host.Contracts;
 using Integration.Outbox.Inbox;
 using Integration.Sagas.Postgres;
 using Integration.Sagas.Scheduling;
@@ -31,7 +33,37 @@ public sealed class FulfillmentFeature : IHostFeature
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddIntegrationOptions<FulfillmentOptions>(FulfillmentOptions.Section, FulfillmentOptions.Validate);
         builder.Services.AddScoped<IOrderProgressReader, FulfillmentProgressReader>();
+        var settings = builder.Configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>() ?? new FulfillmentOptions();
+        if (settings.Partitions > 0)
+        {
+            // Integration:Fulfillment:Partitions: every event the saga receives is routed by its order id to one of the
+            // partition queues; each host consumes them all, the broker keeps one consumer active per partition.
+            builder.Services.AddIntegrationPartitionedQueue(SagaQueue, p =>
+            {
+                p.Partitions = settings.Partitions;
+                p.ConcurrentMessageLimit = settings.PartitionConcurrency;
+                p.SettingName = $"{FulfillmentOptions.Section}:Partitions";
+                p.Key<OrderSubmitted>(m => m.OrderId)
+                    .Key<PartsReserved>(m => m.OrderId)
+                    .Key<PartsReservationFailed>(m => m.OrderId)
+                    .Key<ReservationReleased>(m => m.OrderId)
+                    .Key<OrderApproved>(m => m.OrderId)
+                    .Key<OrderRejected>(m => m.OrderId)
+                    .Key<PurchaseOrderCreated>(m => m.OrderId)
+                    .Key<PurchaseOrderFailed>(m => m.OrderId)
+                    .Key<PurchaseOrderCancelled>(m => m.OrderId)
+                    .Key<InventoryUpdated>(m => m.OrderId)
+                    .Key<InventoryUpdateFailed>(m => m.OrderId);
+            }, (context, endpoint) =>
+            {
+                endpoint.UseIntegrationScheduler(context);
+                endpoint.ConfigureSaga<OrderFulfillmentState>(context);
+            });
+        }
     }
+
+    /// <summary>The saga's queue (or, partitioned, the base name of its partition queues).</summary>
+    public const string SagaQueue = "order-fulfillment";
 
     /// <summary>
     /// Immediate retries of the saga and the services (about 8.5 s in all): rides out a short broker or database outage;
@@ -44,11 +76,15 @@ public sealed class FulfillmentFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(configuration);
-        var concurrencyMode = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>()?.ConcurrencyMode ?? SagaConcurrencyMode.Optimistic;
+        var settings = configuration.GetSection(FulfillmentOptions.Section).Get<FulfillmentOptions>() ?? new FulfillmentOptions();
+        var concurrencyMode = settings.ConcurrencyMode;
         bus.AddIntegrationScheduler();
-        bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry))
-            .Endpoint(e => e.Name = "order-fulfillment")
-            .PostgresRepository<HostDbContext>(o =>
+        var saga = bus.AddSagaStateMachine<OrderFulfillmentStateMachine, OrderFulfillmentState>((context, saga) => saga.UseMessageRetry(Retry));
+        if (settings.Partitions > 0)
+            saga.ExcludeFromConfigureEndpoints(); // the partition endpoints (AddServices) configure it
+        else
+            saga.Endpoint(e => e.Name = SagaQueue);
+        saga.PostgresRepository<HostDbContext>(o =>
             {
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
                 o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them

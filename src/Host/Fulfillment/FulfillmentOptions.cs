@@ -18,6 +18,16 @@ public sealed class FulfillmentOptions
     /// <summary>How the saga repository handles concurrent messages for one order. Default optimistic.</summary>
     public SagaConcurrencyMode ConcurrencyMode { get; set; } = SagaConcurrencyMode.Optimistic;
 
+    /// <summary>
+    /// Ordered processing per order across competing hosts: 0 (default) = one queue <c>order-fulfillment</c>; N (1-256) =
+    /// the saga's events spread by order id over <c>order-fulfillment-p0</c> .. <c>-p{N-1}</c>, single-active-consumer
+    /// queues, so one order's events are handled in order by one host at a time (docs/scaling.md, Partitions).
+    /// </summary>
+    [Range(0, 256)] public int Partitions { get; set; }
+
+    /// <summary>With <see cref="Partitions"/>: saga events in flight per partition in one host, never two of one order. Default 8.</summary>
+    [Range(1, 1000)] public int PartitionConcurrency { get; set; } = 8;
+
     /// <summary>How long each simulated downstream service takes (for demos and crash tests). Default none.</summary>
     public TimeSpan SimulatedServiceDelay { get; set; } = TimeSpan.Zero;
 
