@@ -268,23 +268,41 @@ static class Cli
         }
 
         var moved = 0;
-        await c.Console.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .StartAsync(async progress =>
+        var title = group is null ? "Retrying (filter)" : $"Retrying {group}";
+        if (!c.Console.Profile.Capabilities.Interactive)
+        {
+            // Redirected output (a script, CI): one line per batch instead of a live bar, whose fallback renderer prints
+            // only when enough time passed between refreshes.
+            while (true)
             {
-                var task = progress.AddTask(group is null ? "Retrying (filter)" : $"Retrying {group}", maxValue: total ?? 1);
-                task.IsIndeterminate = total is null;
-                while (true)
+                var step = await Batch().ConfigureAwait(false);
+                moved += step;
+                if (!c.Json)
+                    c.Console.WriteLine(total is { } of ? $"{title}: {moved}/{of}" : $"{title}: {moved}");
+                if (step < batch || (total is { } t && moved >= t))
+                    break;
+            }
+        }
+        else
+        {
+            await c.Console.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .StartAsync(async progress =>
                 {
-                    var step = await Batch().ConfigureAwait(false);
-                    moved += step;
-                    task.Increment(step);
-                    if (step < batch || (total is { } t && moved >= t))
-                        break;
-                }
+                    var task = progress.AddTask(title, maxValue: total ?? 1);
+                    task.IsIndeterminate = total is null;
+                    while (true)
+                    {
+                        var step = await Batch().ConfigureAwait(false);
+                        moved += step;
+                        task.Increment(step);
+                        if (step < batch || (total is { } t && moved >= t))
+                            break;
+                    }
 
-                task.Value = task.MaxValue;
-                task.StopTask();
-            }).ConfigureAwait(false);
+                    task.Value = task.MaxValue;
+                    task.StopTask();
+                }).ConfigureAwait(false);
+        }
 
         if (c.Json)
             c.WriteJson(new { moved });
