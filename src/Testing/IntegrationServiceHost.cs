@@ -170,8 +170,9 @@ public sealed class IntegrationServiceHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Creates the DbContext's tables in its database; a second host on the same database (or a second DbContext) adds its
-    /// tables beside those already there instead of failing on them.
+    /// Creates the DbContext's tables in its database. In a database that has tables already, creates this model's tables
+    /// when none of them exists yet, and leaves them as they are when they do (a second host of the same model on a shared
+    /// database); a model that overlaps another only in part is not merged — give such hosts a database each.
     /// </summary>
     static async Task CreateTablesAsync(DbContext db, CancellationToken cancellationToken)
     {
