@@ -73,6 +73,27 @@ public sealed class RabbitMqOptions
     public static readonly TimeSpan InstanceQueueExpiration = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// Makes <paramref name="endpoint"/> a per-instance queue (one host's own: control bus, device hub): auto-delete and
+    /// transient on classic queues; with <see cref="RabbitMqQueueType.Quorum"/>, which can be neither, durable and expiring
+    /// after <see cref="InstanceQueueExpiration"/> unused, so the queue of a stopped instance goes away.
+    /// </summary>
+    public void ConfigureInstanceQueue(MassTransit.IRabbitMqReceiveEndpointConfigurator endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        if (QueueType == RabbitMqQueueType.Quorum)
+        {
+            endpoint.Durable = true;
+            endpoint.AutoDelete = false;
+            endpoint.QueueExpiration = InstanceQueueExpiration;
+        }
+        else
+        {
+            endpoint.AutoDelete = true;
+            endpoint.Durable = false;
+        }
+    }
+
+    /// <summary>
     /// The arguments of a per-instance queue declared outside MassTransit: none for classic queues (declare it exclusive and
     /// auto-delete); for quorum queues, which cannot be either, the quorum arguments plus <c>x-expires</c>
     /// (<see cref="InstanceQueueExpiration"/>), so the queue of a stopped instance goes away.

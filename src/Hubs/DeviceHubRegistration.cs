@@ -56,21 +56,8 @@ public static class DeviceHubRegistration
                 return;
             endpoint.UseMessageRetry(r => r.Intervals(100, 500, 1000));
             if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
-            {
-                if (context.GetService<Microsoft.Extensions.Options.IOptions<Integration.Hosting.RabbitMqOptions>>()?.Value.QueueType
-                    == Integration.Hosting.RabbitMqQueueType.Quorum)
-                {
-                    // A quorum queue can be neither auto-delete nor transient: it expires once no host has used it for a while.
-                    rabbit.Durable = true;
-                    rabbit.AutoDelete = false;
-                    rabbit.QueueExpiration = Integration.Hosting.RabbitMqOptions.InstanceQueueExpiration;
-                }
-                else
-                {
-                    rabbit.AutoDelete = true;
-                    rabbit.Durable = false;
-                }
-            }
+                (context.GetService<Microsoft.Extensions.Options.IOptions<Integration.Hosting.RabbitMqOptions>>()?.Value ?? new Integration.Hosting.RabbitMqOptions())
+                    .ConfigureInstanceQueue(rabbit);
         });
         return bus;
     }

@@ -156,18 +156,7 @@ public static class OperationsRegistration
             configurator.ConnectBusObserver(new EndpointRegistryConnector(registry));
             configurator.ReceiveEndpoint($"{options.Value.QueuePrefix}-{host.Value.ServiceName}-{_instance}", e =>
             {
-                if (rabbit.Value.QueueType == RabbitMqQueueType.Quorum)
-                {
-                    // A quorum queue cannot be auto-delete: it expires instead once no instance has used it for a while.
-                    e.Durable = true;
-                    e.AutoDelete = false;
-                    e.QueueExpiration = RabbitMqOptions.InstanceQueueExpiration;
-                }
-                else
-                {
-                    e.AutoDelete = true;
-                    e.Durable = false;
-                }
+                rabbit.Value.ConfigureInstanceQueue(e);
 
                 e.Consumer(() => new ControlCommandConsumer(context.GetRequiredService<ControlBus>(), context.GetRequiredService<ControlAuthorization>()));
             });
