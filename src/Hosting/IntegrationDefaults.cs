@@ -70,8 +70,9 @@ public static class IntegrationDefaults
         // Registered before the bus, so the tables are there when consumers start.
         services.AddHostedService<DatabaseMigrator<TDbContext>>();
 
-        // Where route steps send: queue:{name}, or with quorum queues the destination declared as one and its exchange.
-        services.AddSingleton<IQueueAddressing, QuorumQueueAddressing>();
+        // Where route steps send: each destination declared once on a channel of its own (a refusal fails the send into
+        // _error instead of closing the consumer's channel); queue:{name}, or with quorum queues its exchange.
+        services.AddSingleton<IQueueAddressing, DestinationQueueAddressing>();
         services.AddMassTransit(bus =>
         {
             bus.SetKebabCaseEndpointNameFormatter();

@@ -97,11 +97,14 @@ sealed class BrokerPermissions(IServiceProvider services, ReceiveEndpointRegistr
         }
 
         // Message-type exchanges (Namespace:Type): by namespace, so a type first published later is covered.
+        var namespaces = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var exchange in exchanges.Where(e => e.Contains(':', StringComparison.Ordinal)).ToList())
         {
-            prefixes.Add(exchange[..(exchange.IndexOf(':', StringComparison.Ordinal) + 1)]);
+            namespaces.Add(exchange[..(exchange.IndexOf(':', StringComparison.Ordinal) + 1)]);
             exchanges.Remove(exchange);
         }
+
+        prefixes.UnionWith(namespaces);
 
         // Per-instance control queues end in a random instance id; the rest is exact.
         foreach (var endpoint in endpoints.All.Where(e => PerInstancePrefix(e.Name) is not null))
@@ -120,7 +123,12 @@ sealed class BrokerPermissions(IServiceProvider services, ReceiveEndpointRegistr
         var names = queues.Union(exchanges, StringComparer.Ordinal).OrderBy(n => n, StringComparer.Ordinal).ToList();
         var exact = string.Join('|', names.Select(Regex.Escape));
         var prefixed = string.Join('|', prefixes.Select(p => Regex.Escape(p) + "[^:]+"));
-        var all = string.Join('|', new[] { exact, prefixed }.Where(s => s.Length > 0));
+        // MassTransit publishes Fault<T> (exchange MassTransit:Fault--Namespace:Type--) when a consumer of T fails, on the
+        // channel the message came in on: refused there, the channel closes and the message can never reach its _error queue.
+        // The fault exchange is bound to MassTransit:Fault (the Fault interface), so both are declared, bound and written.
+        var faults = namespaces.Count == 0 ? ""
+            : string.Join('|', namespaces.Select(n => Regex.Escape("MassTransit:Fault--" + n) + "[^:]+--").Prepend(Regex.Escape("MassTransit:Fault")));
+        var all = string.Join('|', new[] { exact, prefixed, faults }.Where(s => s.Length > 0));
         // Server-named queues (amq.gen-*) are declared by RabbitMQ.Client for temporary consumers; direct sends to a queue go through the default exchange.
         var configure = $"^({all}|amq\\.gen-.*)$";
         var write = $"^({all}|amq\\.gen-.*|amq\\.default)$";

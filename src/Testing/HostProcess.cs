@@ -28,6 +28,12 @@ public sealed class HostProcess : IAsyncDisposable
     /// <summary>A client for <see cref="Address"/>.</summary>
     public HttpClient Client { get; }
 
+    /// <summary>
+    /// How long <see cref="StartAsync"/> waits for <c>/health/live</c> unless told otherwise: two minutes, since a cold .NET
+    /// host on a machine also running a broker, a database and other test projects can take more than one to answer.
+    /// </summary>
+    public static readonly TimeSpan DefaultStartTimeout = TimeSpan.FromMinutes(2);
+
     /// <summary>True once the process ended.</summary>
     public bool HasExited => _process.HasExited;
 
@@ -36,7 +42,7 @@ public sealed class HostProcess : IAsyncDisposable
 
     /// <summary>
     /// Starts <paramref name="entryAssembly"/> (a file name in the test's output directory, or a path) with <paramref name="settings"/> as environment variables (<c>Integration:X</c> → <c>Integration__X</c>) on
-    /// <paramref name="port"/> (a free one when null) and, unless told otherwise, waits until <c>/health/live</c> answers.
+    /// <paramref name="port"/> (a free one when null) and, unless told otherwise, waits until <c>/health/live</c> answers (<see cref="DefaultStartTimeout"/> unless <paramref name="timeout"/> says otherwise).
     /// </summary>
     public static async Task<HostProcess> StartAsync(string entryAssembly, IReadOnlyDictionary<string, string?> settings, int? port = null, bool waitUntilLive = true,
         TimeSpan? timeout = null)
@@ -72,11 +78,11 @@ public sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var host = new HostProcess(process, address, output);
-        if (waitUntilLive && !await host.WaitUntilAsync("/health/live", timeout ?? TimeSpan.FromSeconds(60)).ConfigureAwait(false))
+        if (waitUntilLive && !await host.WaitUntilAsync("/health/live", timeout ?? DefaultStartTimeout).ConfigureAwait(false))
         {
             var log = host.Output;
             await host.DisposeAsync().ConfigureAwait(false);
-            throw new InvalidOperationException($"the host process did not answer on {address} within {timeout ?? TimeSpan.FromSeconds(60)}; its output:\n{Tail(log)}");
+            throw new InvalidOperationException($"the host process did not answer on {address} within {timeout ?? DefaultStartTimeout}; its output:\n{Tail(log)}");
         }
 
         return host;

@@ -73,7 +73,11 @@ public sealed class LeastPrivilege_Specs
     public async Task Stop()
     {
         if (_host is not null)
+        {
+            // The whole output of the least-privilege host, for the failure messages' tails.
+            await File.WriteAllTextAsync(Path.Combine(TestContext.CurrentContext.WorkDirectory, "least-privilege-host.log"), _host.Output);
             await _host.DisposeAsync();
+        }
         if (_broker is not null)
             await _broker.DisposeAsync();
         if (_database is not null)
@@ -106,6 +110,10 @@ public sealed class LeastPrivilege_Specs
             Assert.That(regex.IsMatch("parts-requests"), Is.True, $"{permission}: the route's queue");
             Assert.That(regex.IsMatch("order-fulfillment"), Is.True, $"{permission}: the saga's queue");
             Assert.That(regex.IsMatch("someone-elses-queue"), Is.False, $"{permission}: a queue the host does not use");
+            // Declared, bound to MassTransit:Fault (read on the source, write on the destination) and published to.
+            Assert.That(regex.IsMatch("MassTransit:Fault--Integration.Host.Parts:PartsRequest--") && regex.IsMatch("MassTransit:Fault"), Is.True,
+                $"{permission}: the fault exchanges MassTransit publishes to when a consumer of a host's type fails");
+            Assert.That(regex.IsMatch("MassTransit:Fault--Someone.Else:Thing--"), Is.False, $"{permission}: another namespace's fault exchange");
         }
 
         Assert.That(_permissions.GetProperty("queues").EnumerateArray().Select(q => q.GetString()), Does.Contain("parts-electronics").And.Contain("message-store"));
@@ -135,28 +143,32 @@ public sealed class LeastPrivilege_Specs
     }
 
     /// <remarks>
-    /// The refusal (403 ACCESS_REFUSED) closes the AMQP channel the route consumes on, so the message can be neither
-    /// acknowledged nor moved to <c>parts-requests_error</c>: it is redelivered, each attempt logged with the reason,
-    /// until the route is fixed. Moving it to the error queue needs route sends on a channel of their own
-    /// (src/Patterns/Routing), noted in docs/security.md.
+    /// RabbitMQ closes the channel a declaration was refused on, and MassTransit sends from a consumer on the receive
+    /// endpoint's channel: refused there, the message could be neither acknowledged nor moved to its error queue. The
+    /// host declares a route's destinations on a channel of its own first (Integration.Hosting's queue addressing), so the
+    /// refusal fails the send, and the message is retried and moved to <c>parts-requests_error</c> with the broker's
+    /// reason; nothing reaches, or creates, the undeclared queue. Once the route is fixed, the message moved back is
+    /// routed to its real destination.
     /// </remarks>
     [Test]
-    public async Task When_a_route_is_switched_to_an_undeclared_destination_should_fail_loudly_and_lose_nothing()
+    public async Task When_a_route_is_switched_to_an_undeclared_destination_should_move_the_message_to_the_error_queue_with_the_broker_reason()
     {
         await ReplaceTable(new Dictionary<string, string> { ["electronics"] = "undeclared-destination" });
         var requestId = $"lp-{Guid.NewGuid():N}";
+        BasicGetResult? failed;
         try
         {
             await PublishPartsRequest(requestId, "electronics");
 
-            string? refusal = null;
-            Assert.That(await Eventually.TrueAsync(() =>
-            {
-                refusal = _host!.Output.Split('\n').FirstOrDefault(l => l.Contains("ACCESS_REFUSED", StringComparison.Ordinal) && l.Contains("undeclared-destination", StringComparison.Ordinal));
-                return Task.FromResult(refusal is not null);
-            }, TimeSpan.FromSeconds(60)), Is.True, () => $"the refused send was not logged:\n{Tail(_host!.Output)}");
-            TestContext.Out.WriteLine(refusal);
-            Assert.That(refusal, Does.Contain($"refused for user '{_user}'"), "the log names the broker's refusal, the destination and the user");
+            failed = null;
+            Assert.That(await Eventually.TrueAsync(async () => (failed = await Take("parts-requests_error", requestId)) is not null, TimeSpan.FromSeconds(90)),
+                Is.True, () => $"the refused request did not reach parts-requests_error:\n{Tail(_host!.Output)}");
+            var reason = failed!.BasicProperties.Headers is { } headers && headers.TryGetValue("MT-Fault-Message", out var value) && value is byte[] bytes
+                ? Encoding.UTF8.GetString(bytes)
+                : "";
+            TestContext.Out.WriteLine(reason);
+            Assert.That(reason, Does.Contain("ACCESS_REFUSED").And.Contain("undeclared-destination").And.Contain($"refused for user '{_user}'"),
+                "the error queue's reason names the broker's refusal, the destination and the user");
             Assert.That(await _broker.QueueMessageCountAsync("undeclared-destination"), Is.Null, "the broker never let the host declare it");
         }
         finally
@@ -164,9 +176,18 @@ public sealed class LeastPrivilege_Specs
             await ReplaceTable(new Dictionary<string, string> { ["electronics"] = "parts-electronics", ["hydraulics"] = "parts-hydraulics" });
         }
 
-        // Nothing was acknowledged while the destination was refused: once the route is fixed, the same request arrives.
+        // Nothing was lost: the failed message, moved back as an operator would once the route is fixed, arrives.
+        await MoveBack(failed!, "parts-requests");
         Assert.That(await Taken("parts-electronics", requestId, TimeSpan.FromSeconds(60)), Is.True,
-            () => $"the request was lost while its destination was refused:\n{Tail(_host!.Output)}");
+            () => $"the request moved back from the error queue was not routed:\n{Tail(_host!.Output)}");
+    }
+
+    async Task MoveBack(BasicGetResult message, string queue)
+    {
+        var factory = new ConnectionFactory { Uri = _broker.AmqpUri };
+        await using var connection = await factory.CreateConnectionAsync("least-privilege-spec");
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(true, true));
+        await channel.BasicPublishAsync("", queue, mandatory: true, new BasicProperties(message.BasicProperties), message.Body);
     }
 
     async Task ReplaceTable(Dictionary<string, string> keys)
