@@ -67,11 +67,19 @@ public static class FuzzTargets
     public const int MaxDecompressedBytes = 256 * 1024;
 
     static readonly byte[] AesKey = Enumerable.Range(1, 32).Select(i => (byte)i).ToArray();
-    static readonly EncryptionKeyRing Ring = EncryptionKeyRing.Create("k1", new Dictionary<string, byte[]> { ["k1"] = AesKey });
-    static readonly AesGcmMessageSerializer Plain = new(Ring);
-    static readonly AesGcmMessageSerializer Compressed = new(Ring, new CompressionOptions());
-    static readonly AesKeyEncryptionKey Kek = new("kek-1", AesKey);
-    static readonly StaticKeyProvider Envelope = new("kek-1", [Kek]);
+
+    /// <summary>
+    /// Keys and serializers, in a class of their own: instrumented code must not run before the fuzzer's shared memory is
+    /// set up (Fuzzer.LibFuzzer.Run), so nothing of Integration.Patterns runs when the target list is built.
+    /// </summary>
+    static class Keys
+    {
+        static readonly EncryptionKeyRing Ring = EncryptionKeyRing.Create("k1", new Dictionary<string, byte[]> { ["k1"] = AesKey });
+        public static readonly AesGcmMessageSerializer Plain = new(Ring);
+        public static readonly AesGcmMessageSerializer Compressed = new(Ring, new CompressionOptions());
+        public static readonly AesKeyEncryptionKey Kek = new("kek-1", AesKey);
+        public static readonly StaticKeyProvider Envelope = new("kek-1", [Kek]);
+    }
 
     public static IReadOnlyList<FuzzTarget> All { get; } =
     [
@@ -168,14 +176,14 @@ public static class FuzzTargets
         switch (input[0] % 3)
         {
             case 0:
-                context = Plain.Deserialize(new BytesMessageBody(body), headers);
+                context = Keys.Plain.Deserialize(new BytesMessageBody(body), headers);
                 break;
             case 1:
-                context = Plain.Deserialize(new BytesMessageBody(EnvelopeEncryptionSeal(body, "k1")), headers);
+                context = Keys.Plain.Deserialize(new BytesMessageBody(EnvelopeEncryptionSeal(body, "k1")), headers);
                 break;
             default:
                 headers.Set(MessageCompression.ContentEncodingHeader, "gzip");
-                context = Compressed.Deserialize(new BytesMessageBody(EnvelopeEncryptionSeal(body, "k1")), headers);
+                context = Keys.Compressed.Deserialize(new BytesMessageBody(EnvelopeEncryptionSeal(body, "k1")), headers);
                 break;
         }
 
@@ -210,10 +218,10 @@ public static class FuzzTargets
         var message = (input[0] % 3) switch
         {
             0 => new SealedMessage("kek-1", first, rest),
-            1 => new SealedMessage("kek-1", Kek.Wrap(first), rest),
+            1 => new SealedMessage("kek-1", Keys.Kek.Wrap(first), rest),
             _ => new SealedMessage(Encoding.UTF8.GetString(first), rest, rest),
         };
-        EnvelopeEncryption.Open(Envelope, message);
+        EnvelopeEncryption.Open(Keys.Envelope, message);
     }
 
     static void Touch(object? value) => GC.KeepAlive(value?.ToString());
