@@ -51,6 +51,13 @@ else
   echo "[test] NOTE: the cluster fault specs did not run (they need the rabbitmq-server package and root to start a local 3-node cluster)" >&2
 fi
 
+# Fuzzing (scripts/fuzz.sh): every fuzz target of tests/Integration.Fuzz under libFuzzer for a bounded time (20 s each,
+# about 2.5 minutes in all), its corpus in the repository; a crash fails the run with the input kept under
+# artifacts/fuzz/crashes. Counted as one test per target (fuzz.trx). ./soak.sh runs it longer.
+FUZZ_NO_BUILD=1 FUZZ_TRX="$results/fuzz.trx" scripts/fuzz.sh "${INTEGRATION_FUZZ_SECONDS:-20}"
+fuzz_status=$?
+[ "$status" -eq 0 ] && status=$fuzz_status
+
 # Packages: every library packs (README, symbols, package validation, public API baseline); then a worker host outside
 # the solution, made from the integration-worker template, is built from those packages only and its spec runs against
 # the same broker and database.

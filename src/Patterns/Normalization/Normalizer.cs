@@ -112,12 +112,7 @@ internal sealed class NormalizerFilter<TCanonical>(string route, IReadOnlyDictio
         IReadOnlyList<JsonNode?> records;
         try
         {
-            records = format switch
-            {
-                MessageFormat.Json => [ParseJson(text)],
-                MessageFormat.Xml => [FormatReader.XmlToJson(text)],
-                _ => FormatReader.CsvToJson(text),
-            };
+            records = FormatReader.Read(format, text);
         }
         catch (NormalizationException exception) when (!exception.Message.StartsWith("Route ", StringComparison.Ordinal))
         {
@@ -160,18 +155,6 @@ internal sealed class NormalizerFilter<TCanonical>(string route, IReadOnlyDictio
         catch (NormalizationException exception) when (!exception.Message.StartsWith("Route ", StringComparison.Ordinal))
         {
             throw new NormalizationException($"Route '{route}': {exception.Message}");
-        }
-    }
-
-    JsonNode? ParseJson(string text)
-    {
-        try
-        {
-            return JsonNode.Parse(text);
-        }
-        catch (JsonException exception)
-        {
-            throw new NormalizationException($"Route '{route}': the body is not valid JSON: {exception.Message}");
         }
     }
 
