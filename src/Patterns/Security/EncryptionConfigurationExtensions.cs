@@ -121,29 +121,33 @@ public static class EncryptionConfigurationExtensions
     /// stays MassTransit's JSON, so routers without keys still route on it. Encrypted fields are decrypted on every
     /// endpoint of this bus; one that cannot be decrypted sends the message to <c>_error</c> naming the field and key id.
     /// </summary>
-    public static void UseFieldEncryption(this IBusFactoryConfigurator configurator, IKeyProvider keys)
+    /// <param name="configurator">The bus.</param>
+    /// <param name="keys">The key-encryption keys.</param>
+    /// <param name="fields">Properties to encrypt besides the marked ones, e.g. <c>f =&gt; f.Encrypt&lt;Invoice&gt;(i =&gt; i.Iban)</c>.</param>
+    public static void UseFieldEncryption(this IBusFactoryConfigurator configurator, IKeyProvider keys, Action<IFieldEncryptionConfigurator>? fields = null)
     {
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(keys);
-        var factory = new FieldEncryptionSerializerFactory(keys);
+        var factory = new FieldEncryptionSerializerFactory(keys, FieldEncryptionConfigurator.Build(fields));
         configurator.AddSerializer(factory, isSerializer: true);
         configurator.AddDeserializer(factory, isDefault: true);
     }
 
-    /// <summary>As <see cref="UseFieldEncryption(IBusFactoryConfigurator, IKeyProvider)"/>, with the keys from configuration (see <see cref="EncryptionKeys"/>).</summary>
+    /// <summary>As <see cref="UseFieldEncryption(IBusFactoryConfigurator, IKeyProvider, Action{IFieldEncryptionConfigurator})"/>, with the keys from configuration (see <see cref="EncryptionKeys"/>).</summary>
     /// <exception cref="ArgumentException">The keys are not valid; the message lists every mistake by its configuration key.</exception>
-    public static void UseFieldEncryption(this IBusFactoryConfigurator configurator, IConfiguration configuration, string section = EncryptionKeys.Section)
+    public static void UseFieldEncryption(this IBusFactoryConfigurator configurator, IConfiguration configuration, Action<IFieldEncryptionConfigurator>? fields = null,
+        string section = EncryptionKeys.Section)
     {
         ArgumentNullException.ThrowIfNull(configurator);
-        configurator.UseFieldEncryption(EncryptionKeys.FromConfiguration(configuration, section));
+        configurator.UseFieldEncryption(EncryptionKeys.FromConfiguration(configuration, section), fields);
     }
 
     /// <summary>Field-level encryption on this receive endpoint only: its consumers see the marked properties in plaintext, and what they send is encrypted.</summary>
-    public static void UseFieldEncryption(this IReceiveEndpointConfigurator configurator, IKeyProvider keys)
+    public static void UseFieldEncryption(this IReceiveEndpointConfigurator configurator, IKeyProvider keys, Action<IFieldEncryptionConfigurator>? fields = null)
     {
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(keys);
-        var factory = new FieldEncryptionSerializerFactory(keys);
+        var factory = new FieldEncryptionSerializerFactory(keys, FieldEncryptionConfigurator.Build(fields));
         configurator.AddSerializer(factory, isSerializer: true);
         configurator.AddDeserializer(factory, isDefault: true);
     }

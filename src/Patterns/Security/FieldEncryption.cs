@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Collections.Concurrent;
+using System.Linq.Expressions;
 using System.Net.Mime;
 using System.Reflection;
 using System.Runtime.Serialization;
@@ -15,12 +16,48 @@ namespace Integration.Patterns.Security;
 
 /// <summary>
 /// Marks a contract property whose value is encrypted in the JSON body when the bus uses field-level encryption
-/// (<see cref="EncryptionConfigurationExtensions.UseFieldEncryption(IBusFactoryConfigurator, IKeyProvider)"/>). The rest of
+/// (<see cref="EncryptionConfigurationExtensions.UseFieldEncryption(IBusFactoryConfigurator, IKeyProvider, Action{IFieldEncryptionConfigurator})"/>). The rest of
 /// the message stays plaintext, so content-based routers and filters can still read it without a key. Works on
 /// properties of the message and of nested objects (not of items in collections).
 /// </summary>
 [AttributeUsage(AttributeTargets.Property, Inherited = true, AllowMultiple = false)]
 public sealed class EncryptedAttribute : Attribute;
+
+/// <summary>
+/// Lists properties to encrypt without marking them (contracts from a package that does not reference this one), in
+/// addition to those marked <see cref="EncryptedAttribute"/>.
+/// </summary>
+public interface IFieldEncryptionConfigurator
+{
+    /// <summary>Encrypts <paramref name="property"/> of <typeparamref name="T"/> (and of types derived from it), e.g. <c>p =&gt; p.CardNumber</c>.</summary>
+    /// <exception cref="ArgumentException">The expression is not a property of <typeparamref name="T"/>.</exception>
+    IFieldEncryptionConfigurator Encrypt<T>(Expression<Func<T, object?>> property)
+        where T : class;
+}
+
+/// <summary>The properties listed with <see cref="IFieldEncryptionConfigurator"/>: immutable once built.</summary>
+internal sealed class FieldEncryptionConfigurator : IFieldEncryptionConfigurator
+{
+    readonly List<(Type Type, string Property)> _listed = [];
+
+    public IFieldEncryptionConfigurator Encrypt<T>(Expression<Func<T, object?>> property)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(property);
+        var body = property.Body is UnaryExpression { NodeType: ExpressionType.Convert } convert ? convert.Operand : property.Body;
+        if (body is not MemberExpression { Member: PropertyInfo info } member || member.Expression is not ParameterExpression)
+            throw new ArgumentException($"Encrypt<{typeof(T).Name}>: '{property}' is not a property of {typeof(T).Name} (write p => p.Property)", nameof(property));
+        _listed.Add((typeof(T), info.Name));
+        return this;
+    }
+
+    public static IReadOnlyList<(Type Type, string Property)> Build(Action<IFieldEncryptionConfigurator>? configure)
+    {
+        var configurator = new FieldEncryptionConfigurator();
+        configure?.Invoke(configurator);
+        return configurator._listed.ToArray();
+    }
+}
 
 /// <summary>
 /// What a field-encrypted value looks like on the wire, for consumers and tools outside .NET: the property's JSON value is
@@ -94,11 +131,13 @@ internal sealed class FieldEncryptionMessageSerializer : IMessageSerializer, IMe
     readonly IKeyProvider _keys;
     readonly SystemTextJsonMessageSerializer _json = new(SystemTextJsonMessageSerializer.JsonContentType);
     readonly ConcurrentDictionary<Type, FieldPlan?> _plans = new();
+    readonly IReadOnlyList<(Type Type, string Property)> _listed;
 
-    public FieldEncryptionMessageSerializer(IKeyProvider keys)
+    public FieldEncryptionMessageSerializer(IKeyProvider keys, IReadOnlyList<(Type Type, string Property)>? listed = null)
     {
         ArgumentNullException.ThrowIfNull(keys);
         _keys = keys;
+        _listed = listed ?? [];
     }
 
     /// <inheritdoc cref="IMessageSerializer.ContentType" />
@@ -238,7 +277,7 @@ internal sealed class FieldEncryptionMessageSerializer : IMessageSerializer, IMe
         return null;
     }
 
-    FieldPlan? PlanOf(Type type) => _plans.GetOrAdd(type, t => FieldPlan.For(t, []));
+    FieldPlan? PlanOf(Type type) => _plans.GetOrAdd(type, t => FieldPlan.For(t, _listed, []));
 
     /// <inheritdoc />
     public MessageBody GetMessageBody(string text) => new StringMessageBody(text);
@@ -255,7 +294,7 @@ internal sealed class FieldEncryptionMessageSerializer : IMessageSerializer, IMe
     /// <summary>Which properties of a type are encrypted, directly or in nested objects; null when none.</summary>
     sealed record FieldPlan(IReadOnlyList<PlannedField> Fields)
     {
-        public static FieldPlan? For(Type type, HashSet<Type> visiting)
+        public static FieldPlan? For(Type type, IReadOnlyList<(Type Type, string Property)> listed, HashSet<Type> visiting)
         {
             if (!visiting.Add(type))
                 return null;
@@ -266,9 +305,10 @@ internal sealed class FieldEncryptionMessageSerializer : IMessageSerializer, IMe
                     continue;
                 var jsonName = property.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name
                                ?? SystemTextJsonMessageSerializer.Options.PropertyNamingPolicy?.ConvertName(property.Name) ?? property.Name;
-                if (property.IsDefined(typeof(EncryptedAttribute), inherit: true))
+                if (property.IsDefined(typeof(EncryptedAttribute), inherit: true)
+                    || listed.Any(l => l.Property == property.Name && l.Type.IsAssignableFrom(type)))
                     fields.Add(new PlannedField(jsonName, true, null));
-                else if (IsObject(property.PropertyType) && For(property.PropertyType, visiting) is { } nested)
+                else if (IsObject(property.PropertyType) && For(property.PropertyType, listed, visiting) is { } nested)
                     fields.Add(new PlannedField(jsonName, false, nested));
             }
 
@@ -288,9 +328,9 @@ internal sealed class FieldEncryptionMessageSerializer : IMessageSerializer, IMe
 }
 
 /// <summary>Registers <see cref="FieldEncryptionMessageSerializer"/> with MassTransit's serialization.</summary>
-internal sealed class FieldEncryptionSerializerFactory(IKeyProvider keys) : ISerializerFactory
+internal sealed class FieldEncryptionSerializerFactory(IKeyProvider keys, IReadOnlyList<(Type Type, string Property)>? listed = null) : ISerializerFactory
 {
-    readonly FieldEncryptionMessageSerializer _serializer = new(keys);
+    readonly FieldEncryptionMessageSerializer _serializer = new(keys, listed);
 
     /// <inheritdoc />
     public ContentType ContentType => _serializer.ContentType;

@@ -15,6 +15,9 @@ public sealed record Payment(Guid PaymentId, string Region, [property: Encrypted
 /// <summary>A nested object with an encrypted property of its own.</summary>
 public sealed record Payer(string Name, [property: Encrypted] string Iban);
 
+/// <summary>A contract with no attributes: its IBAN is listed with the field encryption configurator.</summary>
+public sealed record Invoice(Guid InvoiceId, string Customer, string Iban);
+
 /// <summary>A bus started for one spec, stopped at dispose.</summary>
 public sealed class RunningBus(IBusControl bus) : IAsyncDisposable
 {

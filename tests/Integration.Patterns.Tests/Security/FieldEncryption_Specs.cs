@@ -5,6 +5,7 @@ using Integration.Patterns.ContentRouting;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Security;
 using Integration.Testing;
+using MassTransit;
 using NUnit.Framework;
 using static Integration.Patterns.Tests.Security.Crypto;
 
@@ -67,6 +68,45 @@ public static class FieldEncryption_Specs
                 await producer.Send("payments", payment);
 
             Assert.That(await seen.WaitFor(p => p == payment), Is.True, "the consumer did not see the payment with its fields decrypted");
+        }
+    }
+
+    [TestFixture]
+    [Category("Integration")]
+    public sealed class When_properties_are_listed_by_the_configurator
+    {
+        [Test]
+        public async Task Should_encrypt_them_like_marked_ones_and_decrypt_them_for_the_consumer()
+        {
+            await using var broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("fields");
+            var keys = Aes("a", ("a", KekA));
+            var seen = new Seen<Invoice>();
+            await using var consumer = await RunningBus.StartAsync(broker, cfg => cfg.ReceiveEndpoint("invoices", e =>
+            {
+                e.UseFieldEncryption(keys);
+                seen.Handle(e);
+            }));
+            var invoice = new Invoice(Guid.NewGuid(), "Ada", Iban);
+
+            await using (var producer = await RunningBus.StartAsync(broker, cfg => cfg.UseFieldEncryption(keys, f => f.Encrypt<Invoice>(i => i.Iban))))
+            {
+                await producer.Send("invoices-wire", invoice);
+                await producer.Send("invoices", invoice);
+            }
+
+            var message = await TakeAsync(broker, "invoices-wire");
+            var json = MessageOf(message!.Body.ToArray());
+            Assert.That(json["customer"]!.GetValue<string>(), Is.EqualTo("Ada"));
+            Assert.That(json["iban"]!.GetValue<string>(), Does.StartWith(FieldEncryption.Prefix + "a:"));
+            AssertAbsent(message.Body.ToArray(), Encoding.UTF8.GetBytes(Iban), "the IBAN", "the body");
+            Assert.That(await seen.WaitFor(i => i == invoice), Is.True, "the consumer did not see the invoice with its IBAN decrypted");
+        }
+
+        [Test]
+        public void Should_refuse_an_expression_that_is_not_a_property()
+        {
+            Assert.That(() => Bus.Factory.CreateUsingInMemory(cfg => cfg.UseFieldEncryption(Aes("a", ("a", KekA)), f => f.Encrypt<Invoice>(i => i.Iban.Length + 1))),
+                Throws.ArgumentException.With.Message.Contains("Encrypt<Invoice>").And.Message.Contains("is not a property of Invoice"));
         }
     }
 
