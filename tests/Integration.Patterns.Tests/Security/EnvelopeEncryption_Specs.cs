@@ -230,4 +230,29 @@ public static class EnvelopeEncryption_Specs
             AssertNoSecrets(failed, KekA, Encoding.ASCII.GetBytes(ourPrivate.Split('\n')[1]));
         }
     }
+
+    [TestFixture]
+    [Category("Integration")]
+    public sealed class When_an_endpoint_requires_envelope_encryption
+    {
+        [Test]
+        public async Task Should_move_a_plain_message_to_the_error_queue()
+        {
+            await using var broker = await (await IntegrationInfrastructure.GetAsync()).CreateVirtualHostAsync("envelope");
+            var seen = new Seen<Payment>();
+            await using var consumer = await RunningBus.StartAsync(broker, cfg => cfg.ReceiveEndpoint(Queue, e =>
+            {
+                e.UseEnvelopeEncryption(Aes("a", ("a", KekA)), requireEncrypted: true);
+                seen.Handle(e);
+            }));
+
+            await using (var producer = await RunningBus.StartAsync(broker, _ => { }))
+                await producer.Send(Queue, NewPayment("plain"));
+
+            var failed = await TakeAsync(broker, Queue + "_error");
+            Assert.That(failed, Is.Not.Null, "a plain message was accepted by an endpoint that requires envelope encryption");
+            Assert.That(Header(failed!, "MT-Fault-Message"), Does.Contain("has no Integration-Encryption-Key-Id header"));
+            Assert.That(seen.All, Is.Empty);
+        }
+    }
 }
