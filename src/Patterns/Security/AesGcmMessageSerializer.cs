@@ -18,6 +18,15 @@ public static class MessageEncryption
 
     /// <summary>Transport header naming the key a message was encrypted with.</summary>
     public const string KeyIdHeader = "Integration-Encryption-Key-Id";
+
+    /// <summary>Content type of envelope-encrypted messages (a data key per message, see <see cref="EnvelopeEncryption"/>).</summary>
+    public const string EnvelopeContentType = "application/vnd.integration.envelope+json";
+
+    /// <summary>
+    /// Transport header of field-encrypted messages listing the encrypted JSON paths (e.g. <c>cardNumber,payer.iban</c>);
+    /// informational, the values themselves say they are ciphertext.
+    /// </summary>
+    public const string EncryptedFieldsHeader = "Integration-Encrypted-Fields";
 }
 
 /// <summary>
