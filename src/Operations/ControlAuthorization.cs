@@ -142,7 +142,10 @@ sealed class ControlAuthorization(IOptionsMonitor<ControlBusOptions> options)
         {
             var metadata = jwt.Authority.TrimEnd('/') + "/.well-known/openid-configuration";
             parameters.ConfigurationManager = new ConfigurationManager<OpenIdConnectConfiguration>(metadata, new OpenIdConnectConfigurationRetriever(),
-                new HttpDocumentRetriever { RequireHttps = jwt.RequireHttpsMetadata });
+                new HttpDocumentRetriever { RequireHttps = jwt.RequireHttpsMetadata })
+            {
+                RefreshInterval = TimeSpan.FromSeconds(jwt.KeyRefreshSeconds),
+            };
         }
         else
         {

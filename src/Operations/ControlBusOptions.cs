@@ -112,6 +112,13 @@ public sealed class ControlJwtOptions
     /// </summary>
     public Dictionary<string, string> Permissions { get; set; } = [];
 
+    /// <summary>
+    /// With <see cref="Authority"/>: a token signed by a key id the host has not seen makes it read the issuer's keys again
+    /// (a key rotation), at most once per this many seconds (default 300, as the identity model library). Besides, the
+    /// discovery document and keys are read again every 12 hours.
+    /// </summary>
+    [Range(1, 86400)] public int KeyRefreshSeconds { get; set; } = 300;
+
     /// <summary>Tolerated clock difference with the issuer, in seconds (default 30).</summary>
     [Range(0, 600)] public int ClockSkewSeconds { get; set; } = 30;
 
