@@ -79,7 +79,7 @@ public sealed class Outbox_Specs
 
         Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey) && host.Received.Total == 4), Is.True,
             () => $"received {host.Received.Total}: three widgets and one CardCharged expected");
-        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.outbox_transactions").Result == 0), Is.True,
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.outbox_messages").Result == 0), Is.True,
             "the relay's cleanup must delete the delivered rows in the schema");
         Assert.Multiple(async () =>
         {
@@ -401,7 +401,7 @@ public sealed class Outbox_Specs
         Assert.That(await Until(() => received.ByMessageId.Count == ids.Count, 120), Is.True,
             () => $"delivered {received.ByMessageId.Count} of {ids.Count}");
         var elapsed = stopwatch.Elapsed;
-        await Until(() => consumer.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_transactions WHERE delivered_at IS NULL").Result == 0, 30);
+        await Until(() => consumer.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL").Result == 0, 30);
         TestContext.Out.WriteLine($"two relays delivered {ids.Count} messages in {elapsed.TotalSeconds:0.0} s ({ids.Count / elapsed.TotalSeconds:0} msg/s)");
         Assert.Multiple(() =>
         {
