@@ -101,9 +101,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         {
             try
             {
-                var delivered = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
+                var busy = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
                 failures = 0;
-                if (delivered == 0)
+                if (!busy)
                     await _wake.WaitAsync(settings.PollInterval, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -164,7 +164,8 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    async Task<int> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
+    /// <summary>Claims, sends and marks one batch; false when there was nothing to claim (then the loop waits for a wake-up).</summary>
+    async Task<bool> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
     {
         var token = Guid.NewGuid();
         var messages = new List<OutboxMessage>();
@@ -198,7 +199,13 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         }
 
         if (messages.Count == 0)
-            return 0;
+        {
+            // The mark in flight may be what holds the rest of a transaction back: once it lands, claim again.
+            if (_marking.IsCompleted)
+                return false;
+            await MarkedAsync().ConfigureAwait(false);
+            return true;
+        }
 
         // Every transaction's claimed messages as one chain, in write order (RETURNING has no order of its own).
         messages.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
@@ -272,20 +279,24 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             throw new OutboxDeliveryException($"{failedTransactions} of {chains.Count} outbox transaction(s) could not be delivered: {firstError}");
         }
 
-        return delivered.Count;
+        return true;
     }
 
     /// <summary>
     /// One statement: lock the oldest claimable messages (SKIP LOCKED: what another relay holds or is claiming is passed
-    /// over), keep those whose earlier undelivered siblings are all among them (so no relay ever holds a message while an
+    /// over; a message behind a leased one of its transaction is not even a candidate, so the batch fills with other
+    /// transactions), keep those whose earlier undelivered siblings are all among them (so no relay ever holds a message while an
     /// earlier one of its transaction is elsewhere or unclaimed: per-transaction order holds across relays, and a
     /// transaction larger than a batch goes out as successive prefixes), lease them to this claim and return them.
     /// </summary>
     static string ClaimSql(OutboxTables tables) => $"""
         WITH candidates AS (
-            SELECT sequence, transaction_id FROM {tables.Messages}
-            WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
-            ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED),
+            SELECT m.sequence, m.transaction_id FROM {tables.Messages} m
+            WHERE m.delivered_at IS NULL AND (m.locked_until IS NULL OR m.locked_until < now())
+              AND NOT EXISTS (SELECT 1 FROM {tables.Messages} h
+                              WHERE h.transaction_id = m.transaction_id AND h.sequence < m.sequence AND h.delivered_at IS NULL
+                                AND h.locked_until >= now())
+            ORDER BY m.sequence LIMIT @batch FOR UPDATE OF m SKIP LOCKED),
         claimable AS (
             SELECT c.sequence FROM candidates c
             WHERE NOT EXISTS (SELECT 1 FROM {tables.Messages} e
