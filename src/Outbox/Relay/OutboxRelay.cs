@@ -30,6 +30,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
     readonly SemaphoreSlim _wake = new(0, 1);
     Task _marking = Task.CompletedTask;
+    bool _lastBatchFull;
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
     OutboxTables? _tables;
 
@@ -200,12 +201,15 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
         if (messages.Count == 0)
         {
-            // The mark in flight may be what holds the rest of a transaction back: once it lands, claim again.
-            if (_marking.IsCompleted)
+            // A full batch may have cut a transaction: the rest is held back by the mark in flight; once it lands, claim again.
+            if (!_lastBatchFull || _marking.IsCompleted)
                 return false;
+            _lastBatchFull = false;
             await MarkedAsync().ConfigureAwait(false);
             return true;
         }
+
+        _lastBatchFull = messages.Count >= settings.BatchSize;
 
         // Every transaction's claimed messages as one chain, in write order (RETURNING has no order of its own).
         messages.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
