@@ -15,11 +15,11 @@ public sealed class OutboxOptions
     /// <summary>Fallback poll when no NOTIFY arrives (a NOTIFY wakes the relay at once).</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Transactions claimed at once.</summary>
+    /// <summary>Messages claimed at once (one claim, one mark per batch).</summary>
     public int BatchSize { get; set; } = 100;
 
-    /// <summary>Transactions delivered concurrently (each one's messages stay in order).</summary>
-    public int DeliveryConcurrency { get; set; } = 16;
+    /// <summary>Transactions of a batch in flight at once (each one's messages stay in order: the next is sent after the previous one's confirm).</summary>
+    public int DeliveryConcurrency { get; set; } = 100;
 
     /// <summary>How long a claim lasts; a relay that dies loses its claims after this.</summary>
     public TimeSpan LockDuration { get; set; } = TimeSpan.FromSeconds(60);

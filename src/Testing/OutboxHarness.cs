@@ -4,7 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Integration.Testing;
 
-/// <summary>The host's transactional outbox (<c>outbox_transactions</c>, <c>outbox_messages</c>) as the relay sees it.</summary>
+/// <summary>The host's transactional outbox (<c>outbox_messages</c>) as the relay sees it.</summary>
 public sealed class OutboxHarness
 {
     readonly IServiceProvider _services;
@@ -23,7 +23,7 @@ public sealed class OutboxHarness
     /// </summary>
     public async Task WaitUntilDeliveredAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        var contexts = HostDbContexts.Mapping(_services, _dbContextTypes, typeof(OutboxTransaction));
+        var contexts = HostDbContexts.Mapping(_services, _dbContextTypes, typeof(OutboxMessage));
         if (contexts.Count == 0)
             throw new InvalidOperationException(
                 $"No DbContext of the host maps the outbox (modelBuilder.AddIntegrationOutbox()); registered: {HostDbContexts.Names(_dbContextTypes)}");
@@ -33,7 +33,7 @@ public sealed class OutboxHarness
         {
             await using var scope = _services.CreateAsyncScope();
             var db = (DbContext)scope.ServiceProvider.GetRequiredService(type);
-            committed[type] = await db.Set<OutboxTransaction>().MaxAsync(t => (long?)t.Sequence, cancellationToken).ConfigureAwait(false) ?? 0;
+            committed[type] = await db.Set<OutboxMessage>().MaxAsync(m => (long?)m.Sequence, cancellationToken).ConfigureAwait(false) ?? 0;
         }
 
         var observed = "nothing read yet";
@@ -45,15 +45,18 @@ public sealed class OutboxHarness
                 await using var scope = _services.CreateAsyncScope();
                 var db = (DbContext)scope.ServiceProvider.GetRequiredService(type);
                 var upTo = committed[type];
-                var pending = await db.Set<OutboxTransaction>().AsNoTracking()
-                    .Where(t => t.Sequence <= upTo && t.DeliveredAt == null)
-                    .OrderBy(t => t.Sequence).Take(20).ToListAsync(token).ConfigureAwait(false);
-                foreach (var transaction in pending)
+                var pending = await db.Set<OutboxMessage>().AsNoTracking()
+                    .Where(m => m.Sequence <= upTo && m.DeliveredAt == null)
+                    .OrderBy(m => m.Sequence).Take(50)
+                    .Select(m => new { m.TransactionId, m.Sequence, m.MessageType, m.Destination, m.Attempts, m.LastError })
+                    .ToListAsync(token).ConfigureAwait(false);
+                foreach (var transaction in pending.GroupBy(m => m.TransactionId).Take(20))
                 {
-                    var messages = await db.Set<OutboxMessage>().AsNoTracking().Where(m => m.TransactionId == transaction.Id)
-                        .Select(m => m.MessageType + " to " + (m.Destination ?? "(publish)")).ToListAsync(token).ConfigureAwait(false);
-                    undelivered.Add($"{type.Name} transaction {transaction.Sequence} [{string.Join(", ", messages)}] attempts {transaction.Attempts}" +
-                                    (transaction.LastError is null ? "" : $", last error: {transaction.LastError}"));
+                    var first = transaction.First();
+                    var messages = transaction.Select(m => m.MessageType + " to " + (m.Destination ?? "(publish)"));
+                    var failed = transaction.FirstOrDefault(m => m.LastError is not null);
+                    undelivered.Add($"{type.Name} transaction {first.Sequence} [{string.Join(", ", messages)}] attempts {transaction.Max(m => m.Attempts)}" +
+                                    (failed is null ? "" : $", last error: {failed.LastError}"));
                 }
             }
 

@@ -121,14 +121,14 @@ public sealed class OutboxRegistration_Specs
     }
 
     [Test]
-    public void When_the_tables_are_given_a_schema_should_map_all_three_there()
+    public void When_the_tables_are_given_a_schema_should_map_both_there()
     {
         using var db = new ShopDbContext(new DbContextOptionsBuilder<ShopDbContext>().UseNpgsql(NoDatabase)
             .ReplaceService<IModelCacheKeyFactory, SchemaModelCacheKeyFactory>().Options, new OutboxSchema("shop"));
 
-        var tables = new[] { typeof(Model.OutboxTransaction), typeof(Model.OutboxMessage), typeof(Inbox.InboxState) }
+        var tables = new[] { typeof(Model.OutboxMessage), typeof(Inbox.InboxState) }
             .Select(t => db.Model.FindEntityType(t)!).Select(e => $"{e.GetSchema()}.{e.GetTableName()}");
 
-        Assert.That(tables, Is.EqualTo(new[] { "shop.outbox_transactions", "shop.outbox_messages", "shop.inbox_states" }));
+        Assert.That(tables, Is.EqualTo(new[] { "shop.outbox_messages", "shop.inbox_states" }));
     }
 }

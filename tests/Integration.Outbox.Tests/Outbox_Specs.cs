@@ -79,7 +79,7 @@ public sealed class Outbox_Specs
 
         Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey) && host.Received.Total == 4), Is.True,
             () => $"received {host.Received.Total}: three widgets and one CardCharged expected");
-        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.outbox_transactions").Result == 0), Is.True,
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM shop.outbox_messages").Result == 0), Is.True,
             "the relay's cleanup must delete the delivered rows in the schema");
         Assert.Multiple(async () =>
         {
@@ -383,6 +383,33 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_two_relays_claim_batches_smaller_than_the_transactions_should_keep_each_transactions_order()
+    {
+        // 30 transactions of 20 messages, claimed 7 at a time by two competing relays: every batch cuts a transaction,
+        // and the rest of it must not go out (from either relay) before its first part is confirmed.
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
+        var ids = new List<Guid>();
+        await using (var writer = await OutboxHost.StartAsync(_broker, _database, relay: false))
+        {
+            for (var t = 0; t < 30; t++)
+                ids.AddRange(await writer.WriteAsync(20, start: t * 20));
+        }
+
+        await using var relayA = await OutboxHost.StartAsync(_broker, _database, outbox: o => o.BatchSize = 7);
+        await using var relayB = await OutboxHost.StartAsync(_broker, _database, outbox: o => o.BatchSize = 7);
+
+        Assert.That(await Until(() => consumer.Received.ByMessageId.Count == ids.Count, 60), Is.True,
+            () => $"delivered {consumer.Received.ByMessageId.Count} of {ids.Count}");
+        var numbers = consumer.Received.InOrder.Select(r => r.Message.Number).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(consumer.Received.ByMessageId.Values.Where(n => n > 1), Is.Empty, "no message delivered twice");
+            for (var t = 0; t < 30; t++)
+                Assert.That(numbers.Where(n => n / 20 == t), Is.EqualTo(Enumerable.Range(t * 20, 20)), $"order within transaction {t}");
+        });
+    }
+
+    [Test]
     public async Task When_two_relays_share_the_database_should_deliver_each_of_10000_messages_exactly_once()
     {
         var received = new Received();
@@ -401,7 +428,7 @@ public sealed class Outbox_Specs
         Assert.That(await Until(() => received.ByMessageId.Count == ids.Count, 120), Is.True,
             () => $"delivered {received.ByMessageId.Count} of {ids.Count}");
         var elapsed = stopwatch.Elapsed;
-        await Until(() => consumer.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_transactions WHERE delivered_at IS NULL").Result == 0, 30);
+        await Until(() => consumer.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL").Result == 0, 30);
         TestContext.Out.WriteLine($"two relays delivered {ids.Count} messages in {elapsed.TotalSeconds:0.0} s ({ids.Count / elapsed.TotalSeconds:0} msg/s)");
         Assert.Multiple(() =>
         {

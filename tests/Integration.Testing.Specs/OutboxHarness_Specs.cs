@@ -17,15 +17,15 @@ public sealed class OutboxHarness_Specs
             await host.SubmitOrder(quantity: 1);
         await using var scope = host.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<HostDbContext>();
-        var committed = await db.Set<OutboxTransaction>().MaxAsync(t => t.Sequence);
+        var committed = await db.Set<OutboxMessage>().MaxAsync(m => m.Sequence);
 
         await host.Outbox.WaitUntilDeliveredAsync();
 
-        // The sagas go on committing outbox transactions of their own; everything up to the call is delivered.
+        // The sagas go on committing outbox messages of their own; everything up to the call is delivered.
         Assert.Multiple(async () =>
         {
-            Assert.That(await db.Set<OutboxTransaction>().CountAsync(t => t.Sequence <= committed), Is.GreaterThanOrEqualTo(5));
-            Assert.That(await db.Set<OutboxTransaction>().CountAsync(t => t.Sequence <= committed && t.DeliveredAt == null), Is.Zero);
+            Assert.That(await db.Set<OutboxMessage>().CountAsync(m => m.Sequence <= committed), Is.GreaterThanOrEqualTo(5));
+            Assert.That(await db.Set<OutboxMessage>().CountAsync(m => m.Sequence <= committed && m.DeliveredAt == null), Is.Zero);
         });
     }
 }

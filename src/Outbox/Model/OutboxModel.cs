@@ -3,43 +3,17 @@ using Microsoft.EntityFrameworkCore;
 namespace Integration.Outbox.Model;
 
 /// <summary>
-/// One transaction's worth of outgoing messages ("outbox state"). The relay claims whole transactions, so the messages
-/// one transaction wrote are delivered by one relay, in the order they were written.
+/// An outgoing message, serialized, waiting for the relay: one row per message, which is also the relay's unit of claim
+/// (<see cref="LockToken"/> under a lease until <see cref="LockedUntil"/>). The messages one unit of work wrote share a
+/// <see cref="TransactionId"/> and are delivered in <see cref="Sequence"/> order: the relay claims a message only with every
+/// earlier undelivered message of its transaction.
 /// </summary>
-public sealed class OutboxTransaction
-{
-    /// <summary>Identity.</summary>
-    public Guid Id { get; set; }
-
-    /// <summary>Claim order.</summary>
-    public long Sequence { get; set; }
-
-    /// <summary>When the transaction was written.</summary>
-    public DateTimeOffset CreatedAt { get; set; }
-
-    /// <summary>Which relay holds it, until <see cref="LockedUntil"/>.</summary>
-    public Guid? LockToken { get; set; }
-
-    /// <summary>End of the current claim; an expired claim (a crashed relay) is taken over.</summary>
-    public DateTimeOffset? LockedUntil { get; set; }
-
-    /// <summary>Delivery attempts so far.</summary>
-    public int Attempts { get; set; }
-
-    /// <summary>Last delivery failure.</summary>
-    public string? LastError { get; set; }
-
-    /// <summary>When every message was confirmed by the broker.</summary>
-    public DateTimeOffset? DeliveredAt { get; set; }
-}
-
-/// <summary>An outgoing message, serialized, waiting for the relay.</summary>
 public sealed class OutboxMessage
 {
-    /// <summary>Order of writing.</summary>
+    /// <summary>Order of writing; claim order.</summary>
     public long Sequence { get; set; }
 
-    /// <summary>The transaction it belongs to.</summary>
+    /// <summary>The unit of work (one <c>SaveChanges</c>, or the caller's transaction) that wrote it: its messages go out in order.</summary>
     public Guid TransactionId { get; set; }
 
     /// <summary>MessageId on the wire: the same on every delivery attempt, so consumers can deduplicate.</summary>
@@ -75,6 +49,18 @@ public sealed class OutboxMessage
     /// </summary>
     public string? Envelope { get; set; }
 
+    /// <summary>Which relay claim holds it, until <see cref="LockedUntil"/>.</summary>
+    public Guid? LockToken { get; set; }
+
+    /// <summary>End of the current claim; an expired claim (a crashed relay) is taken over.</summary>
+    public DateTimeOffset? LockedUntil { get; set; }
+
+    /// <summary>Delivery attempts so far.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Last delivery failure.</summary>
+    public string? LastError { get; set; }
+
     /// <summary>When the broker confirmed it.</summary>
     public DateTimeOffset? DeliveredAt { get; set; }
 }
@@ -83,11 +69,11 @@ public sealed class OutboxMessage
 public static class OutboxModelBuilderExtensions
 {
     /// <summary>Table names.</summary>
-    public const string TransactionsTable = "outbox_transactions", MessagesTable = "outbox_messages", InboxTable = "inbox_states";
+    public const string MessagesTable = "outbox_messages", InboxTable = "inbox_states";
 
     /// <summary>
-    /// Call once in <c>OnModelCreating</c>: maps <see cref="OutboxTransaction"/>, <see cref="OutboxMessage"/> and the inbox's
-    /// <see cref="Inbox.InboxState"/> to <c>outbox_transactions</c>, <c>outbox_messages</c> and <c>inbox_states</c> (snake_case
+    /// Call once in <c>OnModelCreating</c>: maps <see cref="OutboxMessage"/> and the inbox's <see cref="Inbox.InboxState"/> to
+    /// <c>outbox_messages</c> and <c>inbox_states</c> (snake_case
     /// columns), in <paramref name="schema"/> when given (else the model's default schema). The relay and the inbox
     /// take the tables' schema-qualified names from this mapping.
     /// </summary>
@@ -96,21 +82,6 @@ public static class OutboxModelBuilderExtensions
         ArgumentNullException.ThrowIfNull(modelBuilder);
         if (schema is not null)
             ArgumentException.ThrowIfNullOrWhiteSpace(schema);
-        modelBuilder.Entity<OutboxTransaction>(e =>
-        {
-            e.ToTable(TransactionsTable, schema);
-            e.HasKey(x => x.Id);
-            e.Property(x => x.Id).HasColumnName("id");
-            e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
-            e.Property(x => x.CreatedAt).HasColumnName("created_at");
-            e.Property(x => x.LockToken).HasColumnName("lock_token");
-            e.Property(x => x.LockedUntil).HasColumnName("locked_until");
-            e.Property(x => x.Attempts).HasColumnName("attempts");
-            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
-            e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
-            e.HasIndex(x => x.Sequence).HasDatabaseName("ix_outbox_transactions_pending").HasFilter("delivered_at IS NULL");
-            e.HasIndex(x => x.DeliveredAt).HasDatabaseName("ix_outbox_transactions_delivered").HasFilter("delivered_at IS NOT NULL");
-        });
         modelBuilder.Entity<OutboxMessage>(e =>
         {
             e.ToTable(MessagesTable, schema);
@@ -127,8 +98,15 @@ public static class OutboxModelBuilderExtensions
             e.Property(x => x.TraceParent).HasColumnName("trace_parent").HasMaxLength(128);
             e.Property(x => x.TraceState).HasColumnName("trace_state").HasMaxLength(512);
             e.Property(x => x.Envelope).HasColumnName("envelope").HasColumnType("jsonb");
-            e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction");
-            e.HasOne<OutboxTransaction>().WithMany().HasForeignKey(x => x.TransactionId).OnDelete(DeleteBehavior.Cascade);
+            e.Property(x => x.LockToken).HasColumnName("lock_token");
+            e.Property(x => x.LockedUntil).HasColumnName("locked_until");
+            e.Property(x => x.Attempts).HasColumnName("attempts");
+            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
+            // The claim reads the pending rows in order; the ordering check looks up a pending row's earlier siblings;
+            // cleanup finds the delivered rows. Partial indexes: a delivered row leaves the first two.
+            e.HasIndex(x => x.Sequence).HasDatabaseName("ix_outbox_messages_pending").HasFilter("delivered_at IS NULL");
+            e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_outbox_messages_transaction").HasFilter("delivered_at IS NULL");
+            e.HasIndex(x => x.DeliveredAt).HasDatabaseName("ix_outbox_messages_delivered").HasFilter("delivered_at IS NOT NULL");
         });
         modelBuilder.Entity<Inbox.InboxState>(e =>
         {
@@ -144,11 +122,10 @@ public static class OutboxModelBuilderExtensions
 }
 
 /// <summary>The outbox tables' schema-qualified, quoted names as a DbContext's model maps them, for the relay's and inbox's SQL.</summary>
-sealed record OutboxTables(string Transactions, string Messages, string Inbox)
+sealed record OutboxTables(string Messages, string Inbox)
 {
     /// <summary>The names in <paramref name="db"/>'s model (a few metadata lookups); throws naming the call when the model does not map the outbox.</summary>
-    public static OutboxTables Of(DbContext db) =>
-        new(Name(db, typeof(OutboxTransaction)), Name(db, typeof(OutboxMessage)), Name(db, typeof(Inbox.InboxState)));
+    public static OutboxTables Of(DbContext db) => new(Name(db, typeof(OutboxMessage)), Name(db, typeof(Inbox.InboxState)));
 
     static string Name(DbContext db, Type entity)
     {

@@ -14,10 +14,11 @@ using Npgsql;
 namespace Integration.Outbox.Relay;
 
 /// <summary>
-/// Delivers committed outbox messages. Claims whole transactions with <c>FOR UPDATE SKIP LOCKED</c> under a lease (so
-/// several relays on one database never deliver the same transaction at once, and a dead relay's claims return),
-/// sends each transaction's messages in the order they were written, waits for the broker's confirm, and only then
-/// marks them delivered. Wakes on <c>LISTEN integration_outbox</c>; polls as the fallback; backs off while the broker
+/// Delivers committed outbox messages. Claims a batch of messages with <c>FOR UPDATE SKIP LOCKED</c> under a lease (so
+/// several relays on one database never deliver the same message at once, and a dead relay's claims return), never a
+/// message without the earlier undelivered ones of its transaction; sends the whole batch at once, each transaction's
+/// messages in the order they were written (the next after the previous one's confirm), and marks the confirmed ones
+/// delivered in one statement. Wakes on <c>LISTEN integration_outbox</c>; polls as the fallback; backs off while the broker
 /// or database is down. Delivery is at-least-once: a crash between confirm and mark re-sends with the same MessageId.
 /// </summary>
 sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus bus, IOptions<OutboxOptions> options, OutboxStatistics statistics,
@@ -29,6 +30,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
     readonly SemaphoreSlim _wake = new(0, 1);
     Task _marking = Task.CompletedTask;
+    bool _lastBatchFull;
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
     OutboxTables? _tables;
 
@@ -100,9 +102,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         {
             try
             {
-                var delivered = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
+                var busy = await DeliverBatchAsync(settings, stoppingToken).ConfigureAwait(false);
                 failures = 0;
-                if (delivered == 0)
+                if (!busy)
                     await _wake.WaitAsync(settings.PollInterval, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -163,44 +165,27 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    async Task<int> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
+    /// <summary>Claims, sends and marks one batch; false when there was nothing to claim (then the loop waits for a wake-up).</summary>
+    async Task<bool> DeliverBatchAsync(OutboxOptions settings, CancellationToken cancellationToken)
     {
         var token = Guid.NewGuid();
-        var claimed = new List<Guid>();
         var messages = new List<OutboxMessage>();
         await using (var scope = scopes.CreateAsyncScope())
         {
-            // One round trip: claim whole transactions (SKIP LOCKED, under a lease) and read their undelivered messages.
             var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            var tables = Tables(db);
-            await using var command = new NpgsqlCommand($"""
-                WITH claimed AS (
-                    UPDATE {tables.Transactions} SET lock_token = @token, locked_until = now() + @lease, attempts = attempts + 1
-                    WHERE id IN (SELECT id FROM {tables.Transactions}
-                                 WHERE delivered_at IS NULL AND (locked_until IS NULL OR locked_until < now())
-                                 ORDER BY sequence LIMIT @batch FOR UPDATE SKIP LOCKED)
-                    RETURNING id, sequence)
-                SELECT c.id, m.sequence, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at, m.trace_parent, m.trace_state, m.envelope
-                FROM claimed c LEFT JOIN {tables.Messages} m ON m.transaction_id = c.id AND m.delivered_at IS NULL
-                ORDER BY c.sequence, m.sequence
-                """, connection);
+            await using var command = new NpgsqlCommand(ClaimSql(Tables(db)), connection);
             command.Parameters.AddWithValue("token", token);
             command.Parameters.AddWithValue("lease", settings.LockDuration);
             command.Parameters.AddWithValue("batch", settings.BatchSize);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                var transactionId = reader.GetGuid(0);
-                if (claimed.Count == 0 || claimed[^1] != transactionId)
-                    claimed.Add(transactionId);
-                if (reader.IsDBNull(1))
-                    continue;
                 messages.Add(new OutboxMessage
                 {
-                    TransactionId = transactionId,
-                    Sequence = reader.GetInt64(1),
+                    Sequence = reader.GetInt64(0),
+                    TransactionId = reader.GetGuid(1),
                     MessageId = reader.GetGuid(2),
                     Destination = reader.IsDBNull(3) ? null : reader.GetString(3),
                     MessageType = reader.GetString(4),
@@ -214,44 +199,120 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             }
         }
 
-        if (claimed.Count == 0)
-            return 0;
+        if (messages.Count == 0)
+        {
+            // A full batch may have cut a transaction: the rest is held back by the mark in flight; once it lands, claim again.
+            if (!_lastBatchFull || _marking.IsCompleted)
+                return false;
+            _lastBatchFull = false;
+            await MarkedAsync().ConfigureAwait(false);
+            return true;
+        }
 
-        var byTransaction = messages.ToLookup(m => m.TransactionId);
-        var delivered = new List<Guid>();
-        var failed = new List<(Guid Id, string Error)>();
-        await Parallel.ForEachAsync(claimed, new ParallelOptions { MaxDegreeOfParallelism = settings.DeliveryConcurrency, CancellationToken = cancellationToken },
-            async (transactionId, ct) =>
+        _lastBatchFull = messages.Count >= settings.BatchSize;
+
+        // Every transaction's claimed messages as one chain, in write order (RETURNING has no order of its own).
+        messages.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
+        var chains = new Dictionary<Guid, List<OutboxMessage>>();
+        foreach (var message in messages)
+        {
+            if (!chains.TryGetValue(message.TransactionId, out var chain))
+                chains.Add(message.TransactionId, chain = []);
+            chain.Add(message);
+        }
+
+        // The whole batch is in flight at once: the chains run concurrently (up to DeliveryConcurrency), each one awaiting
+        // its message's confirm before sending the next, so one transaction's messages still reach the broker in order.
+        var delivered = new List<long>(messages.Count);
+        var failed = new List<(long Sequence, string Error)>();
+        using var gate = chains.Count > settings.DeliveryConcurrency ? new SemaphoreSlim(settings.DeliveryConcurrency) : null;
+        var failedTransactions = 0;
+        string? firstError = null;
+        async Task DeliverChainAsync(List<OutboxMessage> chain)
+        {
+            if (gate is not null)
+                await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var sent = 0;
+            try
             {
-                try
+                for (; sent < chain.Count; sent++)
+                    await SendAsync(chain[sent], settings.SendTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                metrics.Failures.Add(1);
+                lock (failed)
                 {
-                    foreach (var message in byTransaction[transactionId])
-                        await SendAsync(message, settings.SendTimeout, ct).ConfigureAwait(false);
-                    lock (delivered)
-                        delivered.Add(transactionId);
+                    failedTransactions++;
+                    firstError ??= exception.Message;
+                    // The failed message and the ones after it (not sent: they must not overtake it) wait for the retry.
+                    for (var i = sent; i < chain.Count; i++)
+                        failed.Add((chain[i].Sequence, exception.Message));
                 }
-                catch (Exception exception) when (exception is not OperationCanceledException || !ct.IsCancellationRequested)
+            }
+            finally
+            {
+                gate?.Release();
+                lock (failed)
                 {
-                    metrics.Failures.Add(1);
-                    lock (failed)
-                        failed.Add((transactionId, exception.Message));
+                    for (var i = 0; i < sent; i++)
+                        delivered.Add(chain[i].Sequence);
                 }
-            }).ConfigureAwait(false);
+            }
+        }
 
-        // Pipelined: the next claim does not wait for this mark (these transactions stay claimed under the lease until it
-        // lands, so no relay claims them again); one mark in flight at a time, and its failure fails the next round.
-        await MarkedAsync().ConfigureAwait(false);
-        _marking = MarkAsync(token, delivered, failed, settings.SendTimeout);
+        var sending = new List<Task>(chains.Count);
+        foreach (var chain in chains.Values)
+            sending.Add(DeliverChainAsync(chain));
+        try
+        {
+            await Task.WhenAll(sending).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Pipelined: the next claim does not wait for this mark (these messages stay claimed under the lease until it
+            // lands, so no relay claims them again); one mark in flight at a time, and its failure fails the next round.
+            // Also on a stop: what was confirmed is marked.
+            await MarkedAsync().ConfigureAwait(false);
+            _marking = MarkAsync(token, delivered, failed, settings.SendTimeout);
+        }
+
         if (failed.Count > 0)
         {
             await MarkedAsync().ConfigureAwait(false);
-            throw new OutboxDeliveryException($"{failed.Count} of {claimed.Count} outbox transaction(s) could not be delivered: {failed[0].Error}");
+            throw new OutboxDeliveryException($"{failedTransactions} of {chains.Count} outbox transaction(s) could not be delivered: {firstError}");
         }
 
-        return delivered.Count;
+        return true;
     }
 
-    /// <summary>Waits for the mark in flight; a failed mark fails this round once (its transactions return after the lease).</summary>
+    /// <summary>
+    /// One statement: lock the oldest claimable messages (SKIP LOCKED: what another relay holds or is claiming is passed
+    /// over; a message behind a leased one of its transaction is not even a candidate, so the batch fills with other
+    /// transactions), keep those whose earlier undelivered siblings are all among them (so no relay ever holds a message while an
+    /// earlier one of its transaction is elsewhere or unclaimed: per-transaction order holds across relays, and a
+    /// transaction larger than a batch goes out as successive prefixes), lease them to this claim and return them.
+    /// </summary>
+    static string ClaimSql(OutboxTables tables) => $"""
+        WITH candidates AS (
+            SELECT m.sequence, m.transaction_id FROM {tables.Messages} m
+            WHERE m.delivered_at IS NULL AND (m.locked_until IS NULL OR m.locked_until < now())
+              AND NOT EXISTS (SELECT 1 FROM {tables.Messages} h
+                              WHERE h.transaction_id = m.transaction_id AND h.sequence < m.sequence AND h.delivered_at IS NULL
+                                AND h.locked_until >= now())
+            ORDER BY m.sequence LIMIT @batch FOR UPDATE OF m SKIP LOCKED),
+        claimable AS (
+            SELECT c.sequence FROM candidates c
+            WHERE NOT EXISTS (SELECT 1 FROM {tables.Messages} e
+                              WHERE e.transaction_id = c.transaction_id AND e.sequence < c.sequence AND e.delivered_at IS NULL
+                                AND e.sequence NOT IN (SELECT sequence FROM candidates)))
+        UPDATE {tables.Messages} m SET lock_token = @token, locked_until = now() + @lease, attempts = m.attempts + 1
+        FROM claimable k WHERE m.sequence = k.sequence
+        RETURNING m.sequence, m.transaction_id, m.message_id, m.destination, m.message_type, m.body, m.correlation_id, m.created_at,
+                  m.trace_parent, m.trace_state, m.envelope
+        """;
+
+    /// <summary>Waits for the mark in flight; a failed mark fails this round once (its messages return after the lease).</summary>
     Task MarkedAsync()
     {
         var marking = _marking;
@@ -259,39 +320,38 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         return marking;
     }
 
-    /// <summary>Records the confirmed transactions as delivered (and the failed ones with their error), for this claim only.</summary>
-    async Task MarkAsync(Guid token, List<Guid> delivered, List<(Guid Id, string Error)> failed, TimeSpan timeout)
+    /// <summary>
+    /// Records the confirmed messages as delivered and the failed ones with their error, for this claim only (a claim
+    /// that expired and was taken over marks nothing): one round trip for the batch.
+    /// </summary>
+    async Task MarkAsync(Guid token, List<long> delivered, List<(long Sequence, string Error)> failed, TimeSpan timeout)
     {
+        if (delivered.Count == 0 && failed.Count == 0)
+            return;
         // Not cancelled by the host's stop (a confirmed batch left unmarked would be sent again after the lease), but
         // bounded: with the database gone it gives up, and the lease brings the batch back.
         using var timeoutSource = new CancellationTokenSource(timeout);
         var cancellationToken = timeoutSource.Token;
-        await using (var scope = scopes.CreateAsyncScope())
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+        var tables = Tables(db);
+        var statements = new List<string>(2);
+        if (delivered.Count > 0)
         {
-            var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
-            var tables = Tables(db);
-            if (delivered.Count > 0)
-            {
-                // One round trip: only transactions this relay still holds are marked, with their messages.
-                var ids = delivered.ToArray();
-                var sql = $$"""
-                    WITH done AS (
-                        UPDATE {{tables.Transactions}} SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL
-                        WHERE id = ANY({0}) AND lock_token = {1} RETURNING id)
-                    UPDATE {{tables.Messages}} SET delivered_at = now() WHERE transaction_id IN (SELECT id FROM done) AND delivered_at IS NULL
-                    """;
-                await db.Database.ExecuteSqlRawAsync(sql, [ids, token], cancellationToken).ConfigureAwait(false);
-            }
-
-            foreach (var (id, error) in failed)
-            {
-                // Keep the claim a little while (backoff), then any relay may retry it.
-                var retryAt = TimeSpan.FromSeconds(2);
-                var reason = error.Length > 2000 ? error[..2000] : error;
-                var sql = $"UPDATE {tables.Transactions} SET locked_until = now() + {{0}}, last_error = {{1}} WHERE id = {{2}} AND lock_token = {{3}}";
-                await db.Database.ExecuteSqlRawAsync(sql, [retryAt, reason, id, token], cancellationToken).ConfigureAwait(false);
-            }
+            statements.Add($"UPDATE {tables.Messages} SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL " +
+                           "WHERE sequence = ANY({0}) AND lock_token = {1}");
         }
+
+        if (failed.Count > 0)
+        {
+            // Keep the claim a little while (backoff), then any relay may retry them.
+            statements.Add($"UPDATE {tables.Messages} m SET locked_until = now() + {{2}}, last_error = f.error " +
+                           "FROM unnest({3}, {4}) AS f(sequence, error) WHERE m.sequence = f.sequence AND m.lock_token = {1}");
+        }
+
+        var errors = failed.Select(f => f.Error.Length > 2000 ? f.Error[..2000] : f.Error).ToArray();
+        await db.Database.ExecuteSqlRawAsync(string.Join(";\n", statements),
+            [delivered.ToArray(), token, TimeSpan.FromSeconds(2), failed.Select(f => f.Sequence).ToArray(), errors], cancellationToken).ConfigureAwait(false);
     }
 
     Type? Resolve(string name)
@@ -317,6 +377,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             : OutboxDiagnostics.Source.StartActivity("outbox send", ActivityKind.Producer);
         activity?.SetTag("messaging.message.id", message.MessageId.ToString());
         activity?.SetTag("integration.outbox.transaction", message.TransactionId);
+        activity?.SetTag("integration.outbox.sequence", message.Sequence);
 
         var envelope = OutboxEnvelope.Deserialize(message.Envelope);
 
@@ -353,14 +414,14 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         var oldest = count == 0 ? (DateTimeOffset?)null : await pending.MinAsync(m => (DateTimeOffset?)m.CreatedAt, cancellationToken).ConfigureAwait(false);
         statistics.Update(count, oldest is null ? TimeSpan.Zero : now - oldest.Value, now);
 
-        // Small batches, each its own statement: no long locks on live rows (messages go by cascade).
+        // Small batches, each its own statement: no long locks on live rows.
         var cutoff = now - settings.RetentionPeriod;
         int deleted;
         do
         {
             var sql = $$"""
-                DELETE FROM {{tables.Transactions}} WHERE id IN (
-                    SELECT id FROM {{tables.Transactions}} WHERE delivered_at IS NOT NULL AND delivered_at < {0} LIMIT {1})
+                DELETE FROM {{tables.Messages}} WHERE sequence IN (
+                    SELECT sequence FROM {{tables.Messages}} WHERE delivered_at IS NOT NULL AND delivered_at < {0} LIMIT {1})
                 """;
             deleted = await db.Database.ExecuteSqlRawAsync(sql, [cutoff, settings.CleanupBatchSize], cancellationToken).ConfigureAwait(false);
         }

@@ -23,7 +23,8 @@ public interface IOutbox
 }
 
 /// <summary>
-/// The scoped outbox over one DbContext: one <see cref="OutboxTransaction"/> per scope, messages in write order. In a
+/// The scoped outbox over one DbContext: the messages added until the next save share one <see cref="OutboxMessage.TransactionId"/>
+/// and keep their write order (one row each, nothing else is written). In a
 /// consumer's scope (<paramref name="services"/> given) a message written here continues the consumed message's
 /// conversation and names it as its initiator, as <c>context.Publish</c> would.
 /// </summary>
@@ -31,7 +32,8 @@ sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProv
 {
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    OutboxTransaction? _transaction;
+    Guid _transactionId;
+    OutboxMessage? _last;
 
     /// <inheritdoc />
     public Guid Publish<T>(T message, Guid? correlationId = null)
@@ -72,16 +74,12 @@ sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProv
     internal Guid Add(string? destination, object message, Type messageType, Guid messageId, Guid? correlationId, OutboxEnvelope? envelope = null)
     {
         var now = time.GetUtcNow();
-        if (_transaction is null || db.Entry(_transaction).State is EntityState.Detached or EntityState.Unchanged)
-        {
-            // A new transaction once the previous one was saved (Unchanged) or discarded (Detached).
-            _transaction = new OutboxTransaction { Id = Guid.CreateVersion7(), CreatedAt = now };
-            db.Add(_transaction);
-        }
+        if (_last is null || db.Entry(_last).State is EntityState.Detached or EntityState.Unchanged)
+            _transactionId = Guid.CreateVersion7(); // a new transaction once the previous messages were saved (Unchanged) or discarded (Detached)
 
-        db.Add(new OutboxMessage
+        db.Add(_last = new OutboxMessage
         {
-            TransactionId = _transaction.Id,
+            TransactionId = _transactionId,
             MessageId = messageId,
             Destination = destination,
             MessageType = messageType.AssemblyQualifiedName ?? throw new ArgumentException("The message type has no name", nameof(messageType)),

@@ -454,6 +454,10 @@ namespace Integration.Host.Persistence.Migrations
 
                     NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Sequence"));
 
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempts");
+
                     b.Property<string>("Body")
                         .IsRequired()
                         .HasColumnType("jsonb")
@@ -479,6 +483,19 @@ namespace Integration.Host.Persistence.Migrations
                     b.Property<string>("Envelope")
                         .HasColumnType("jsonb")
                         .HasColumnName("envelope");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("last_error");
+
+                    b.Property<Guid?>("LockToken")
+                        .HasColumnType("uuid")
+                        .HasColumnName("lock_token");
+
+                    b.Property<DateTimeOffset?>("LockedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("locked_until");
 
                     b.Property<Guid>("MessageId")
                         .HasColumnType("uuid")
@@ -506,62 +523,19 @@ namespace Integration.Host.Persistence.Migrations
 
                     b.HasKey("Sequence");
 
-                    b.HasIndex("TransactionId", "Sequence")
-                        .HasDatabaseName("ix_outbox_messages_transaction");
-
-                    b.ToTable("outbox_messages", (string)null);
-                });
-
-            modelBuilder.Entity("Integration.Outbox.Model.OutboxTransaction", b =>
-                {
-                    b.Property<Guid>("Id")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("uuid")
-                        .HasColumnName("id");
-
-                    b.Property<int>("Attempts")
-                        .HasColumnType("integer")
-                        .HasColumnName("attempts");
-
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("created_at");
-
-                    b.Property<DateTimeOffset?>("DeliveredAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("delivered_at");
-
-                    b.Property<string>("LastError")
-                        .HasMaxLength(2000)
-                        .HasColumnType("character varying(2000)")
-                        .HasColumnName("last_error");
-
-                    b.Property<Guid?>("LockToken")
-                        .HasColumnType("uuid")
-                        .HasColumnName("lock_token");
-
-                    b.Property<DateTimeOffset?>("LockedUntil")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("locked_until");
-
-                    b.Property<long>("Sequence")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("bigint")
-                        .HasColumnName("sequence");
-
-                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Sequence"));
-
-                    b.HasKey("Id");
-
                     b.HasIndex("DeliveredAt")
-                        .HasDatabaseName("ix_outbox_transactions_delivered")
+                        .HasDatabaseName("ix_outbox_messages_delivered")
                         .HasFilter("delivered_at IS NOT NULL");
 
                     b.HasIndex("Sequence")
-                        .HasDatabaseName("ix_outbox_transactions_pending")
+                        .HasDatabaseName("ix_outbox_messages_pending")
                         .HasFilter("delivered_at IS NULL");
 
-                    b.ToTable("outbox_transactions", (string)null);
+                    b.HasIndex("TransactionId", "Sequence")
+                        .HasDatabaseName("ix_outbox_messages_transaction")
+                        .HasFilter("delivered_at IS NULL");
+
+                    b.ToTable("outbox_messages", (string)null);
                 });
 
             modelBuilder.Entity("qrtz_blob_triggers", b =>
@@ -1394,15 +1368,6 @@ namespace Integration.Host.Persistence.Migrations
                         });
 
                     b.Navigation("Lines");
-                });
-
-            modelBuilder.Entity("Integration.Outbox.Model.OutboxMessage", b =>
-                {
-                    b.HasOne("Integration.Outbox.Model.OutboxTransaction", null)
-                        .WithMany()
-                        .HasForeignKey("TransactionId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired();
                 });
 
             modelBuilder.Entity("qrtz_blob_triggers", b =>

@@ -96,25 +96,6 @@ namespace Acme.Worker.Migrations
                 });
 
             migrationBuilder.CreateTable(
-                name: "outbox_transactions",
-                columns: table => new
-                {
-                    id = table.Column<Guid>(type: "uuid", nullable: false),
-                    sequence = table.Column<long>(type: "bigint", nullable: false)
-                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
-                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
-                    lock_token = table.Column<Guid>(type: "uuid", nullable: true),
-                    locked_until = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
-                    attempts = table.Column<int>(type: "integer", nullable: false),
-                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
-                    delivered_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
-                },
-                constraints: table =>
-                {
-                    table.PrimaryKey("PK_outbox_transactions", x => x.id);
-                });
-
-            migrationBuilder.CreateTable(
                 name: "qrtz_calendars",
                 columns: table => new
                 {
@@ -344,17 +325,15 @@ namespace Acme.Worker.Migrations
                     trace_parent = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: true),
                     trace_state = table.Column<string>(type: "character varying(512)", maxLength: 512, nullable: true),
                     envelope = table.Column<string>(type: "jsonb", nullable: true),
+                    lock_token = table.Column<Guid>(type: "uuid", nullable: true),
+                    locked_until = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    attempts = table.Column<int>(type: "integer", nullable: false),
+                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
                     delivered_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
                 },
                 constraints: table =>
                 {
                     table.PrimaryKey("PK_outbox_messages", x => x.sequence);
-                    table.ForeignKey(
-                        name: "FK_outbox_messages_outbox_transactions_transaction_id",
-                        column: x => x.transaction_id,
-                        principalTable: "outbox_transactions",
-                        principalColumn: "id",
-                        onDelete: ReferentialAction.Cascade);
                 });
 
             migrationBuilder.CreateTable(
@@ -529,20 +508,21 @@ namespace Acme.Worker.Migrations
                 column: "stored_at");
 
             migrationBuilder.CreateIndex(
-                name: "ix_outbox_messages_transaction",
+                name: "ix_outbox_messages_delivered",
                 table: "outbox_messages",
-                columns: new[] { "transaction_id", "sequence" });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_outbox_transactions_delivered",
-                table: "outbox_transactions",
                 column: "delivered_at",
                 filter: "delivered_at IS NOT NULL");
 
             migrationBuilder.CreateIndex(
-                name: "ix_outbox_transactions_pending",
-                table: "outbox_transactions",
+                name: "ix_outbox_messages_pending",
+                table: "outbox_messages",
                 column: "sequence",
+                filter: "delivered_at IS NULL");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_outbox_messages_transaction",
+                table: "outbox_messages",
+                columns: new[] { "transaction_id", "sequence" },
                 filter: "delivered_at IS NULL");
 
             migrationBuilder.CreateIndex(
@@ -689,9 +669,6 @@ namespace Acme.Worker.Migrations
 
             migrationBuilder.DropTable(
                 name: "saga_timeline");
-
-            migrationBuilder.DropTable(
-                name: "outbox_transactions");
 
             migrationBuilder.DropTable(
                 name: "qrtz_triggers");

@@ -125,13 +125,21 @@ namespace Integration.Host.Persistence.Migrations
                 });
 
             migrationBuilder.CreateTable(
-                name: "outbox_transactions",
+                name: "outbox_messages",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "uuid", nullable: false),
                     sequence = table.Column<long>(type: "bigint", nullable: false)
                         .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
+                    transaction_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    message_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    destination = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    message_type = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: false),
+                    body = table.Column<string>(type: "jsonb", nullable: false),
+                    correlation_id = table.Column<Guid>(type: "uuid", nullable: true),
                     created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    trace_parent = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: true),
+                    trace_state = table.Column<string>(type: "character varying(512)", maxLength: 512, nullable: true),
+                    envelope = table.Column<string>(type: "jsonb", nullable: true),
                     lock_token = table.Column<Guid>(type: "uuid", nullable: true),
                     locked_until = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
                     attempts = table.Column<int>(type: "integer", nullable: false),
@@ -140,7 +148,7 @@ namespace Integration.Host.Persistence.Migrations
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("PK_outbox_transactions", x => x.id);
+                    table.PrimaryKey("PK_outbox_messages", x => x.sequence);
                 });
 
             migrationBuilder.CreateTable(
@@ -374,35 +382,6 @@ namespace Integration.Host.Persistence.Migrations
                 });
 
             migrationBuilder.CreateTable(
-                name: "outbox_messages",
-                columns: table => new
-                {
-                    sequence = table.Column<long>(type: "bigint", nullable: false)
-                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
-                    transaction_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    message_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    destination = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
-                    message_type = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: false),
-                    body = table.Column<string>(type: "jsonb", nullable: false),
-                    correlation_id = table.Column<Guid>(type: "uuid", nullable: true),
-                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
-                    trace_parent = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: true),
-                    trace_state = table.Column<string>(type: "character varying(512)", maxLength: 512, nullable: true),
-                    envelope = table.Column<string>(type: "jsonb", nullable: true),
-                    delivered_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
-                },
-                constraints: table =>
-                {
-                    table.PrimaryKey("PK_outbox_messages", x => x.sequence);
-                    table.ForeignKey(
-                        name: "FK_outbox_messages_outbox_transactions_transaction_id",
-                        column: x => x.transaction_id,
-                        principalTable: "outbox_transactions",
-                        principalColumn: "id",
-                        onDelete: ReferentialAction.Cascade);
-                });
-
-            migrationBuilder.CreateTable(
                 name: "qrtz_triggers",
                 columns: table => new
                 {
@@ -591,20 +570,21 @@ namespace Integration.Host.Persistence.Migrations
                 column: "current_state");
 
             migrationBuilder.CreateIndex(
-                name: "ix_outbox_messages_transaction",
+                name: "ix_outbox_messages_delivered",
                 table: "outbox_messages",
-                columns: new[] { "transaction_id", "sequence" });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_outbox_transactions_delivered",
-                table: "outbox_transactions",
                 column: "delivered_at",
                 filter: "delivered_at IS NOT NULL");
 
             migrationBuilder.CreateIndex(
-                name: "ix_outbox_transactions_pending",
-                table: "outbox_transactions",
+                name: "ix_outbox_messages_pending",
+                table: "outbox_messages",
                 column: "sequence",
+                filter: "delivered_at IS NULL");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_outbox_messages_transaction",
+                table: "outbox_messages",
+                columns: new[] { "transaction_id", "sequence" },
                 filter: "delivered_at IS NULL");
 
             migrationBuilder.CreateIndex(
@@ -762,9 +742,6 @@ namespace Integration.Host.Persistence.Migrations
 
             migrationBuilder.DropTable(
                 name: "saga_timeline");
-
-            migrationBuilder.DropTable(
-                name: "outbox_transactions");
 
             migrationBuilder.DropTable(
                 name: "qrtz_triggers");
