@@ -234,6 +234,13 @@ public sealed class SagaScenario : IScenario
             {
                 broker.ConfigureHost(cfg);
                 cfg.PrefetchCount = context.Settings.Prefetch;
+                // On a shared database a connection can be refused now and then (max_connections): retry every case alike
+                // rather than lose the event to the error queue; a saga conflict past its own retries is never retried.
+                cfg.UseMessageRetry(r =>
+                {
+                    r.Interval(20, TimeSpan.FromMilliseconds(200));
+                    r.Ignore<SagaConcurrencyException>();
+                });
                 if (processor == Processor.OptimisticPartitioned)
                 {
                     // What AddIntegrationDefaults does with the registrations: the partition endpoints and the publish filter.
