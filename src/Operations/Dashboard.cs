@@ -31,6 +31,10 @@ sealed class DashboardCommands(OperationsOverview overview, MessageStore store, 
         {
             at = snapshot.At,
             brokerNode = node,
+            // Which host runs the cleanups (AddIntegrationHousekeeping); null when no election is registered.
+            housekeeping = services.GetService(typeof(Integration.Outbox.Leases.IHousekeepingLeader)) is Integration.Outbox.Leases.IHousekeepingLeader leader
+                ? new { leader = leader.Leader, instance = leader.Instance, isLeader = leader.IsLeader }
+                : null,
             queues = snapshot.Queues,
             deadLetters = snapshot.DeadLetters,
             outboxBacklog = snapshot.OutboxBacklog,

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Integration.Hosting;
+using Integration.Outbox.Leases;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.DependencyInjection;
@@ -242,10 +243,10 @@ sealed class MessageStore(IServiceScopeFactory scopes, OperationsDatabase databa
 /// <summary>
 /// Consumes the store's queue (bound to the configured exchanges) and writes each message to PostgreSQL; the delivery is
 /// acknowledged only after the row is committed, so a crash loses nothing (a redelivery is recognised and skipped).
-/// Deletes messages older than the retention once an hour.
+/// Deletes messages older than the retention once an hour (on the housekeeping leader when one is elected).
 /// </summary>
 sealed partial class MessageStoreConsumer(IOptions<MessageStoreOptions> options, IOptions<RabbitMqOptions> rabbit, MessageStore store,
-    OperationsMetrics metrics, TimeProvider time, ILogger<MessageStoreConsumer> logger) : BackgroundService
+    OperationsMetrics metrics, TimeProvider time, ILogger<MessageStoreConsumer> logger, IServiceProvider services) : BackgroundService
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
@@ -299,7 +300,8 @@ sealed partial class MessageStoreConsumer(IOptions<MessageStoreOptions> options,
 
                 while (!stoppingToken.IsCancellationRequested && !closed.Task.IsCompleted)
                 {
-                    if (settings.RetentionHours > 0 && time.GetUtcNow() - lastPrune > TimeSpan.FromHours(1))
+                    // Retention is housekeeping: on the elected leader only when AddIntegrationHousekeeping is registered.
+                    if (settings.RetentionHours > 0 && time.GetUtcNow() - lastPrune > TimeSpan.FromHours(1) && services.HousekeepingMayRun("message-store-retention"))
                     {
                         lastPrune = time.GetUtcNow();
                         await store.PruneAsync(lastPrune.AddHours(-settings.RetentionHours), stoppingToken).ConfigureAwait(false);

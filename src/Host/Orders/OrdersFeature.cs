@@ -2,6 +2,7 @@ using Integration.Host.Contracts;
 using Integration.Host.Features;
 using Integration.Host.Persistence;
 using Integration.Outbox;
+using Integration.Outbox.Leases;
 using Integration.Outbox.Model;
 using Integration.Outbox.Writing;
 using Microsoft.EntityFrameworkCore;
@@ -29,6 +30,8 @@ public sealed class OrdersFeature : IHostFeature
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.AddIntegrationOutbox<HostDbContext>();   // binds and validates Integration:Outbox, wires the wake-up interceptor
+        // One host runs the cleanups (outbox, inbox, claim check, sweeps, message store retention): Integration:Housekeeping.
+        builder.Services.AddIntegrationHousekeeping<HostDbContext>();
     }
 
     /// <inheritdoc />

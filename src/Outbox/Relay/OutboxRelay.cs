@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Integration.Outbox.Leases;
 using Integration.Outbox.Model;
 using Integration.Outbox.Writing;
 using MassTransit;
@@ -413,6 +414,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         var count = await pending.LongCountAsync(cancellationToken).ConfigureAwait(false);
         var oldest = count == 0 ? (DateTimeOffset?)null : await pending.MinAsync(m => (DateTimeOffset?)m.CreatedAt, cancellationToken).ConfigureAwait(false);
         statistics.Update(count, oldest is null ? TimeSpan.Zero : now - oldest.Value, now);
+        // The statistics above are every host's (health); the deletes below run on the housekeeping leader only, when one is elected.
+        if (!scope.ServiceProvider.HousekeepingMayRun("outbox-cleanup"))
+            return;
 
         // Small batches, each its own statement: no long locks on live rows.
         var cutoff = now - settings.RetentionPeriod;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Integration.Outbox.Leases;
 using Integration.Patterns.History;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Splitting;
@@ -483,6 +484,14 @@ sealed partial class AggregationTimeoutWorker<T, TOut>(AggregatorCore<T, TOut> a
             var completed = 0;
             try
             {
+                // A sweep over the table: one host does it, the housekeeping leader when one is elected (groups still
+                // complete by size or predicate on every host; a timeout fires within the lease time after a leader dies).
+                if (!aggregator.Services.HousekeepingMayRun("aggregator-timeouts"))
+                {
+                    await Task.Delay(pollInterval, stopping).ConfigureAwait(false);
+                    continue;
+                }
+
                 if (aggregator.Timeout is not null)
                     completed = await aggregator.CompleteExpiredAsync(bus, Batch, stopping).ConfigureAwait(false);
                 if (DateTime.UtcNow >= nextCleanup)

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Integration.Outbox.Leases;
 using Integration.Patterns.Routing;
 using Integration.Patterns.Postgres.Storage;
 using MassTransit;
@@ -212,7 +213,7 @@ internal static class ClaimJson
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
 }
 
-/// <summary>Deletes expired claims once a minute.</summary>
+/// <summary>Deletes expired claims once a minute (on the housekeeping leader when <c>AddIntegrationHousekeeping</c> elects one).</summary>
 sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServiceProvider services, PatternMetrics metrics) : IRouteWorker
 {
     public string Name => name;
@@ -224,9 +225,12 @@ sealed partial class ClaimCleanupWorker(string name, PatternStore store, IServic
         {
             try
             {
+                // Every host reports the backlog; the delete runs on the housekeeping leader only, when one is elected.
+                var delete = services.HousekeepingMayRun("claim-check-cleanup");
                 var unclaimed = await store.RunAsync(services, async (db, tables) =>
                 {
-                    await db.Database.ExecuteSqlAsync(PatternSql.Of($"DELETE FROM {tables.Claims} WHERE expires_at < now()"), stopping).ConfigureAwait(false);
+                    if (delete)
+                        await db.Database.ExecuteSqlAsync(PatternSql.Of($"DELETE FROM {tables.Claims} WHERE expires_at < now()"), stopping).ConfigureAwait(false);
                     return await db.Set<ClaimState>().LongCountAsync(stopping).ConfigureAwait(false);
                 }).ConfigureAwait(false);
                 metrics.ReportBacklog("claims", unclaimed);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Integration.Outbox.Leases;
 using Integration.Patterns.Postgres.Aggregation;
 using Integration.Patterns.Postgres.Storage;
 using Integration.Patterns.History;
@@ -172,6 +173,7 @@ sealed partial class StreamResequencer<T>(
 
     public string Id => id;
     public string Route => route;
+    public IServiceProvider Services => services;
     public ILogger Logger { get; } = services.GetService<ILoggerFactory>()?.CreateLogger("Integration.Patterns.Resequencer") ?? NullLogger.Instance;
 
     public void Probe(ProbeContext context)
@@ -341,6 +343,13 @@ sealed partial class StreamGapWorker<T>(StreamResequencer<T> resequencer, TimeSp
         {
             try
             {
+                // A sweep over the table: the housekeeping leader does it when one is elected.
+                if (!resequencer.Services.HousekeepingMayRun("resequencer-gaps"))
+                {
+                    await Task.Delay(pollInterval, stopping).ConfigureAwait(false);
+                    continue;
+                }
+
                 await resequencer.SkipExpiredGapsAsync(bus, stopping).ConfigureAwait(false);
                 if (DateTime.UtcNow >= nextCleanup)
                 {

@@ -34,7 +34,8 @@ sealed class PostgresSagaRepositoryContext<TSaga, TMessage> :
         var entry = _db.Set<TSaga>().Add(instance);
         try
         {
-            // Inside our transaction EF Core wraps this in a savepoint, so a duplicate leaves the transaction usable.
+            // The one save that keeps EF Core's savepoint: a duplicate must leave the transaction usable, because MassTransit
+            // then loads the existing instance in it.
             await _db.SaveChangesAsync(CancellationToken).ConfigureAwait(false);
         }
         catch (DbUpdateException exception) when (exception.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
@@ -54,19 +55,19 @@ sealed class PostgresSagaRepositoryContext<TSaga, TMessage> :
             : await CreateSagaConsumeContext(_context, instance, SagaConsumeContextMode.Load).ConfigureAwait(false);
     }
 
-    public async Task Save(SagaConsumeContext<TSaga> context)
+    public Task Save(SagaConsumeContext<TSaga> context)
     {
         _db.Set<TSaga>().Add(context.Saga);
-        await _db.SaveChangesAsync(CancellationToken).ConfigureAwait(false);
+        return _factory.SaveWithoutSavepoint(CancellationToken);
     }
 
-    public async Task Update(SagaConsumeContext<TSaga> context) =>
-        await _db.SaveChangesAsync(CancellationToken).ConfigureAwait(false);
+    public Task Update(SagaConsumeContext<TSaga> context) =>
+        _factory.SaveWithoutSavepoint(CancellationToken);
 
-    public async Task Delete(SagaConsumeContext<TSaga> context)
+    public Task Delete(SagaConsumeContext<TSaga> context)
     {
         _db.Set<TSaga>().Remove(context.Saga);
-        await _db.SaveChangesAsync(CancellationToken).ConfigureAwait(false);
+        return _factory.SaveWithoutSavepoint(CancellationToken);
     }
 
     public Task Discard(SagaConsumeContext<TSaga> context) => Task.CompletedTask;

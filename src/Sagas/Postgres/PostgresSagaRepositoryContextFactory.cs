@@ -99,6 +99,29 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
         return rows.Count == 0 ? null : rows[0];
     }
 
+    /// <summary>
+    /// Saves inside the repository's transaction without EF Core's automatic <c>SAVEPOINT</c> / <c>RELEASE SAVEPOINT</c>
+    /// around the batch (two round trips of their own on every event). The savepoint bought nothing here: any failure of
+    /// the save ends the attempt, which rolls the whole transaction back (a conflict then processes the message again
+    /// from a fresh read; anything else goes to the endpoint's retry policy), so nothing ever continues in a transaction
+    /// after a failed save. <see cref="PostgresSagaRepositoryContext{TSaga,TMessage}.Insert"/> is the exception: it
+    /// recovers from a duplicate insert inside the transaction and keeps the savepoint.
+    /// </summary>
+    internal async Task SaveWithoutSavepoint(CancellationToken cancellationToken)
+    {
+        var database = _db.Database;
+        var savepoints = database.AutoSavepointsEnabled;
+        database.AutoSavepointsEnabled = false;
+        try
+        {
+            await _db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            database.AutoSavepointsEnabled = savepoints;
+        }
+    }
+
     async Task WithConflictRetries<T>(ConsumeContext<T> context, Func<ConsumeContext<T>, Task> attempt)
         where T : class
     {
@@ -127,7 +150,7 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
                     await using var transaction = await _db.Database.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
                     await attempt(attemptContext).ConfigureAwait(false);
                     if (_db.ChangeTracker.HasChanges())
-                        await _db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);   // rows the machine wrote after the saga was saved
+                        await SaveWithoutSavepoint(cancellationToken).ConfigureAwait(false);   // rows the machine wrote after the saga was saved
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }, context.CancellationToken).ConfigureAwait(false);
             }

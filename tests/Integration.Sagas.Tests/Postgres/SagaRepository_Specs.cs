@@ -36,6 +36,7 @@ public abstract class SagaRepository_Specs<TMode>
     ServiceProvider _provider = null!;
     ITestHarness _harness = null!;
     readonly ConcurrentBag<Counted> _counted = [];
+    readonly RoundTrips _roundTrips = new();
 
     [SetUp]
     public async Task Start()
@@ -45,7 +46,7 @@ public abstract class SagaRepository_Specs<TMode>
         _broker = await infrastructure.CreateVirtualHostAsync("saga-repo");
         _database = await infrastructure.CreateDatabaseAsync("saga_repo");
         _provider = new ServiceCollection()
-            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString))
+            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString).AddInterceptors(_roundTrips))
             .AddMassTransitTestHarness(x =>
             {
                 x.AddSagaStateMachine<CounterMachine, CounterState>()
@@ -142,6 +143,27 @@ public abstract class SagaRepository_Specs<TMode>
     }
 
     [Test]
+    public async Task When_an_event_updates_an_instance_should_read_and_write_it_without_a_savepoint()
+    {
+        var id = NewId.NextGuid();
+        await _harness.Bus.Publish(new CounterStarted(id, "filters"));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+        _roundTrips.Reset();
+
+        await _harness.Bus.Publish(new CounterIncremented(id));
+
+        Assert.That(await Eventually(s => s?.Count == 1, id), Is.True, "the increment was never applied");
+        Assert.That(await Integration.Testing.Eventually.TrueAsync(() => Task.FromResult(_roundTrips.Commits >= 1), TimeSpan.FromSeconds(10)), Is.True,
+            "the event's transaction never committed");
+        Assert.Multiple(() =>
+        {
+            // BEGIN rides on the SELECT; then the UPDATE batch and the COMMIT: three round trips, no SAVEPOINT / RELEASE.
+            Assert.That(_roundTrips.Savepoints, Is.Zero, "EF Core's automatic savepoint must be off for the repository's own save");
+            Assert.That(_roundTrips.Commands, Is.EqualTo(new[] { "SELECT", "UPDATE" }), "one read and one write per event");
+        });
+    }
+
+    [Test]
     public async Task When_the_instance_is_finalized_should_delete_it()
     {
         var id = NewId.NextGuid();
@@ -180,6 +202,49 @@ public abstract class SagaRepository_Specs<TMode>
 
         Assert.That(loaded?.Name, Is.EqualTo("hoses-" + id.ToString("N")));
         Assert.That(found, Is.EqualTo(new[] { id }));
+    }
+}
+
+/// <summary>Counts what the saga's DbContext sends in transactions: commands by their first keyword, savepoints, commits.</summary>
+sealed class RoundTrips : Microsoft.EntityFrameworkCore.Diagnostics.DbTransactionInterceptor, Microsoft.EntityFrameworkCore.Diagnostics.IDbCommandInterceptor
+{
+    readonly ConcurrentQueue<string> _commands = new();
+    int _savepoints;
+    int _commits;
+
+    public IReadOnlyList<string> Commands => [.. _commands];
+    public int Savepoints => Volatile.Read(ref _savepoints);
+    public int Commits => Volatile.Read(ref _commits);
+
+    public void Reset()
+    {
+        _commands.Clear();
+        Interlocked.Exchange(ref _savepoints, 0);
+        Interlocked.Exchange(ref _commits, 0);
+    }
+
+    public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult> CreatingSavepointAsync(System.Data.Common.DbTransaction transaction,
+        Microsoft.EntityFrameworkCore.Diagnostics.TransactionEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult result,
+        CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _savepoints);
+        return base.CreatingSavepointAsync(transaction, eventData, result, cancellationToken);
+    }
+
+    public override Task TransactionCommittedAsync(System.Data.Common.DbTransaction transaction, Microsoft.EntityFrameworkCore.Diagnostics.TransactionEndEventData eventData,
+        CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _commits);
+        return base.TransactionCommittedAsync(transaction, eventData, cancellationToken);
+    }
+
+    public ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(System.Data.Common.DbCommand command,
+        Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result,
+        CancellationToken cancellationToken = default)
+    {
+        if (command.Transaction is not null)   // the saga's; the specs' own polling reads run without one
+            _commands.Enqueue(command.CommandText.TrimStart().Split(' ', 2)[0].ToUpperInvariant());
+        return ValueTask.FromResult(result);
     }
 }
 
