@@ -23,8 +23,9 @@ public interface IOutbox
 }
 
 /// <summary>
-/// The scoped outbox over one DbContext: the messages added until the next save share one <see cref="OutboxMessage.TransactionId"/>
-/// and keep their write order (one row each, nothing else is written). In a
+/// The scoped outbox over one DbContext: the messages of one database transaction (or, without an explicit one, those
+/// added until the next save) share one <see cref="OutboxMessage.TransactionId"/> and keep their write order (one row
+/// each, nothing else is written): a transaction that saves several times is still one unit of order. In a
 /// consumer's scope (<paramref name="services"/> given) a message written here continues the consumed message's
 /// conversation and names it as its initiator, as <c>context.Publish</c> would.
 /// </summary>
@@ -34,6 +35,7 @@ sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProv
 
     Guid _transactionId;
     OutboxMessage? _last;
+    object? _databaseTransaction;
 
     /// <inheritdoc />
     public Guid Publish<T>(T message, Guid? correlationId = null)
@@ -74,8 +76,13 @@ sealed class EntityFrameworkOutbox(DbContext db, TimeProvider time, IServiceProv
     internal Guid Add(string? destination, object message, Type messageType, Guid messageId, Guid? correlationId, OutboxEnvelope? envelope = null)
     {
         var now = time.GetUtcNow();
-        if (_last is null || db.Entry(_last).State is EntityState.Detached or EntityState.Unchanged)
-            _transactionId = Guid.CreateVersion7(); // a new transaction once the previous messages were saved (Unchanged) or discarded (Detached)
+        // A new outbox transaction once the previous messages were saved (Unchanged) or discarded (Detached), unless they
+        // were saved in the database transaction still open: its later saves continue the same order.
+        var databaseTransaction = db.Database.CurrentTransaction;
+        if (_last is null || (db.Entry(_last).State is EntityState.Detached or EntityState.Unchanged
+                              && (databaseTransaction is null || !ReferenceEquals(databaseTransaction, _databaseTransaction))))
+            _transactionId = Guid.CreateVersion7();
+        _databaseTransaction = databaseTransaction;
 
         db.Add(_last = new OutboxMessage
         {
