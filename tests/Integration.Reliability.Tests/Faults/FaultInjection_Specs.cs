@@ -114,7 +114,7 @@ public sealed class FaultInjection_Specs
         Verify(run, report);
     }
 
-    static async Task Run(string command, string arguments)
+    internal static async Task Run(string command, string arguments)
     {
         using var process = Process.Start(new ProcessStartInfo(command, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })
             ?? throw new InvalidOperationException($"could not run {command}");

@@ -155,10 +155,11 @@ public sealed class FaultRun : IAsyncDisposable
     /// <summary>
     /// Drives orders and parts requests for <paramref name="duration"/>, running <paramref name="fault"/> once at the first third
     /// (and again every <paramref name="repeatEvery"/> in a soak), waits up to <paramref name="settle"/> for every order's saga
-    /// to end and every request to arrive, then accounts for everything.
+    /// to end and every request to arrive, then accounts for everything. A soak puts the first fault at <paramref name="firstFaultAt"/>
+    /// and hears through <paramref name="trafficStopped"/> when the traffic ends (before the settling).
     /// </summary>
     public async Task<FaultReport> DriveAsync(string faultName, TimeSpan duration, Func<CancellationToken, Task> fault, TimeSpan settle,
-        TimeSpan? repeatEvery = null)
+        TimeSpan? repeatEvery = null, TimeSpan? firstFaultAt = null, Action? trafficStopped = null)
     {
         ArgumentNullException.ThrowIfNull(fault);
         await using var observer = await EffectObserver.StartAsync(Broker).ConfigureAwait(false);
@@ -173,7 +174,7 @@ public sealed class FaultRun : IAsyncDisposable
         var partsTask = Task.Run(() => parts.RunAsync(stop.Token));
 
         var faults = 0;
-        var next = TimeSpan.FromTicks(duration.Ticks / 3);
+        var next = firstFaultAt ?? TimeSpan.FromTicks(duration.Ticks / 3);
         while (true)
         {
             var wait = started + next - DateTime.UtcNow;
@@ -195,6 +196,7 @@ public sealed class FaultRun : IAsyncDisposable
         await Task.Delay(remaining > TimeSpan.FromSeconds(3) ? remaining : TimeSpan.FromSeconds(3)).ConfigureAwait(false);
         await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= acceptedAtRecovery + 5), TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         await stop.CancelAsync().ConfigureAwait(false);
+        trafficStopped?.Invoke();
         giveUp.CancelAfter(TimeSpan.FromSeconds(30));
         await Task.WhenAll(ordersTask, partsTask).ConfigureAwait(false);
         var trafficTime = DateTime.UtcNow - started;
