@@ -109,7 +109,9 @@ public sealed class Soak_Specs
             var (name, inject) = rotation[injected.Count % rotation.Count];
             injected.Add($"{(DateTime.UtcNow - started).TotalSeconds:F0} s: {name}");
             await inject();
-        }, TimeSpan.FromSeconds(120), every, firstFaultAt: every, trafficStopped: stopSampling.Cancel);
+        }, TimeSpan.FromSeconds(120), every, firstFaultAt: every, trafficStopped: stopSampling.Cancel,
+            // The last 15 % of the run carries traffic without faults: the last tenth of every series is measured on a recovered system.
+            faultsUntil: TimeSpan.FromTicks(duration.Ticks * 85 / 100));
         await sampling;
 
         var notes = new Dictionary<string, string>

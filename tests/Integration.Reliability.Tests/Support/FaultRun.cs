@@ -155,11 +155,12 @@ public sealed class FaultRun : IAsyncDisposable
     /// <summary>
     /// Drives orders and parts requests for <paramref name="duration"/>, running <paramref name="fault"/> once at the first third
     /// (and again every <paramref name="repeatEvery"/> in a soak), waits up to <paramref name="settle"/> for every order's saga
-    /// to end and every request to arrive, then accounts for everything. A soak puts the first fault at <paramref name="firstFaultAt"/>
-    /// and hears through <paramref name="trafficStopped"/> when the traffic ends (before the settling).
+    /// to end and every request to arrive, then accounts for everything. A soak puts the first fault at <paramref name="firstFaultAt"/>,
+    /// injects none after <paramref name="faultsUntil"/> (so the end of the run is measured on a recovered system) and hears through
+    /// <paramref name="trafficStopped"/> when the traffic ends (before the settling).
     /// </summary>
     public async Task<FaultReport> DriveAsync(string faultName, TimeSpan duration, Func<CancellationToken, Task> fault, TimeSpan settle,
-        TimeSpan? repeatEvery = null, TimeSpan? firstFaultAt = null, Action? trafficStopped = null)
+        TimeSpan? repeatEvery = null, TimeSpan? firstFaultAt = null, Action? trafficStopped = null, TimeSpan? faultsUntil = null)
     {
         ArgumentNullException.ThrowIfNull(fault);
         await using var observer = await EffectObserver.StartAsync(Broker).ConfigureAwait(false);
@@ -185,7 +186,7 @@ public sealed class FaultRun : IAsyncDisposable
                 await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= 10), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
             await fault(CancellationToken.None).ConfigureAwait(false);
             faults++;
-            if (repeatEvery is null || DateTime.UtcNow - started + repeatEvery.Value >= duration)
+            if (repeatEvery is null || DateTime.UtcNow - started + repeatEvery.Value >= (faultsUntil ?? duration))
                 break;
             next = DateTime.UtcNow - started + repeatEvery.Value;
         }

@@ -234,17 +234,19 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
 
         if (name.StartsWith("queue.", StringComparison.Ordinal) || name == "broker.queued_messages")
             return growth > Math.Max(100, first)
-                ? ("reported", "backlog grows (consumers behind the traffic)", false)
-                : ("reported", "bounded", false);
+                ? ("+max(100, 100 %)", "backlog grows (its consumers fall behind the traffic)", false)
+                : ("+max(100, 100 %)", "bounded", false);
 
-        // Tables: bounded when the second half of the run added little next to the first (a plateau), or nothing worth a note.
+        // Tables: bounded when the second half of the run added little next to the first (a plateau: the cleanup deletes as much as is
+        // written and PostgreSQL reuses the freed pages), else growth with the reason.
         var half = points.Count / 2;
         var firstHalf = points.Count > 3 ? points[half].Y - points[0].Y : 0;
         var secondHalf = points.Count > 3 ? points[^1].Y - points[half].Y : 0;
         var table = name.StartsWith("table.", StringComparison.Ordinal) ? name["table.".Length..^"_kb".Length] : name;
-        if (last - first < 256 || secondHalf <= Math.Max(64, firstHalf / 4))
-            return ("reported", "bounded", false);
-        return ("reported", $"grows: {(notes.TryGetValue(table, out var why) ? why : "no retention known")}", false);
+        const string plateau = "2nd half ≤ max(64 kB, ¼ of 1st half)";
+        if (secondHalf <= Math.Max(64, firstHalf / 4))
+            return (plateau, "bounded", false);
+        return (plateau, $"grows: {(notes.TryGetValue(table, out var why) ? why : "no retention known")}", false);
     }
 
     static double Median(IEnumerable<double> values)
