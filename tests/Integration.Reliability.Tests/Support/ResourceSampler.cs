@@ -81,8 +81,17 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
         try
         {
             using var response = await host.Client.GetAsync(new Uri("/metrics", UriKind.Relative)).ConfigureAwait(false);
-            if (response.IsSuccessStatusCode && GcHeapBytes(await response.Content.ReadAsStringAsync().ConfigureAwait(false)) is { } heap)
-                values[$"{role}.gc_heap_mb"] = heap / (1024 * 1024);
+            if (response.IsSuccessStatusCode)
+            {
+                var metrics = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+                if (Metric(metrics, "dotnet_gc_last_collection_heap_size_bytes", "process_runtime_dotnet_gc_heap_size_bytes") is { } heap)
+                    values[$"{role}.gc_heap_mb"] = heap / (1024 * 1024);
+                // The thread pool grows and shrinks with the load (hill climbing, starvation on a loaded machine); the threads outside
+                // it (created per connection, per timer, per background loop) are the ones a leak adds.
+                if (Metric(metrics, "dotnet_thread_pool_thread_count", "process_runtime_dotnet_thread_pool_threads_count") is { } pool
+                    && values.TryGetValue($"{role}.threads", out var threads))
+                    values[$"{role}.non_pool_threads"] = Math.Max(0, threads - pool);
+            }
         }
         catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException)
         {
@@ -90,12 +99,12 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
     }
 
     /// <summary>
-    /// The GC heap after the last collection, all generations, from the Prometheus text of the runtime instrumentation
-    /// (<c>dotnet.gc.last_collection.heap.size</c> of the <c>System.Runtime</c> meter; older instrumentation: <c>process.runtime.dotnet.gc.heap.size</c>).
+    /// The sum over all label sets of the first of <paramref name="names"/> found in the Prometheus text of the runtime instrumentation
+    /// (the <c>System.Runtime</c> meter, e.g. <c>dotnet.gc.last_collection.heap.size</c>; older instrumentation names as fallback).
     /// </summary>
-    static double? GcHeapBytes(string metrics)
+    static double? Metric(string metrics, params string[] names)
     {
-        foreach (var name in (string[])["dotnet_gc_last_collection_heap_size_bytes", "process_runtime_dotnet_gc_heap_size_bytes"])
+        foreach (var name in names)
         {
             double? sum = null;
             foreach (var line in metrics.Split('\n'))
@@ -177,9 +186,10 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
     /// For every series: the medians of the first and the last tenth of its samples after <paramref name="warmUp"/> (at least two
     /// samples each), the least-squares slope per hour, and the verdict against the series' threshold (docs/reliability.md, Soak).
     /// </summary>
-    public IReadOnlyList<Trend> Analyze(TimeSpan warmUp, IReadOnlyDictionary<string, string> notes)
+    public IReadOnlyList<Trend> Analyze(TimeSpan warmUp, IReadOnlyDictionary<string, string> notes, IReadOnlySet<string> withRetention)
     {
         ArgumentNullException.ThrowIfNull(notes);
+        ArgumentNullException.ThrowIfNull(withRetention);
         var samples = Samples.Where(s => s.ElapsedSeconds >= warmUp.TotalSeconds).ToList();
         var names = samples.SelectMany(s => s.Values.Keys).Distinct().OrderBy(Order).ThenBy(n => n, StringComparer.Ordinal).ToList();
         var trends = new List<Trend>();
@@ -194,7 +204,7 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
             var last = Median(points.TakeLast(tenth).Select(p => p.Y));
             var slope = Slope(points);
             var growth = last - first;
-            var (threshold, verdict, leak) = Judge(name, points, first, last, growth, notes);
+            var (threshold, verdict, leak) = Judge(name, points, first, growth, notes, withRetention);
             trends.Add(new Trend(name, points.Count, first, last, growth, slope, threshold, verdict, leak));
         }
 
@@ -209,8 +219,8 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
     /// tenth is above its first by more than the allowance; a restarted host's series is reported, not judged; queues and tables are reported
     /// as bounded or as growth with the reason.
     /// </summary>
-    static (string Threshold, string Verdict, bool Leak) Judge(string name, List<(double X, double Y)> points, double first, double last, double growth,
-        IReadOnlyDictionary<string, string> notes)
+    static (string Threshold, string Verdict, bool Leak) Judge(string name, List<(double X, double Y)> points, double first, double growth,
+        IReadOnlyDictionary<string, string> notes, IReadOnlySet<string> withRetention)
     {
         var restarted = name.StartsWith("host-restarted.", StringComparison.Ordinal);
         (double Allowed, string Text)? limit = name[(name.IndexOf('.', StringComparison.Ordinal) + 1)..] switch
@@ -218,7 +228,7 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
             "working_set_mb" when name.StartsWith("host", StringComparison.Ordinal) => (Math.Max(64, first * 0.3), "+max(64 MB, 30 %)"),
             "gc_heap_mb" => (Math.Max(32, first * 0.5), "+max(32 MB, 50 %)"),
             "open_fds" => (Math.Max(32, first * 0.3), "+max(32, 30 %)"),
-            "threads" => (Math.Max(16, first * 0.5), "+max(16, 50 %)"),
+            "non_pool_threads" => (Math.Max(16, first * 0.5), "+max(16, 50 %)"),
             "connections" when name.StartsWith("broker.", StringComparison.Ordinal) => (2, "+2"),
             "channels" when name.StartsWith("broker.", StringComparison.Ordinal) => (8, "+8"),
             _ => null,
@@ -232,6 +242,9 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
                 : (l.Text, "ok", false);
         }
 
+        if (name.EndsWith(".threads", StringComparison.Ordinal))
+            return ("reported", "the thread pool follows the load; non_pool_threads is judged", false);
+
         if (name.StartsWith("queue.", StringComparison.Ordinal) || name == "broker.queued_messages")
             return growth > Math.Max(100, first)
                 ? ("+max(100, 100 %)", "backlog grows (its consumers fall behind the traffic)", false)
@@ -244,6 +257,8 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
         var secondHalf = points.Count > 3 ? points[^1].Y - points[half].Y : 0;
         var table = name.StartsWith("table.", StringComparison.Ordinal) ? name["table.".Length..^"_kb".Length] : name;
         const string plateau = "2nd half ≤ max(64 kB, ¼ of 1st half)";
+        if (!withRetention.Contains(table))
+            return ("no retention", growth > 0 ? $"grows by design: {(notes.TryGetValue(table, out var design) ? design : "no retention known")}" : "bounded", false);
         if (secondHalf <= Math.Max(64, firstHalf / 4))
             return (plateau, "bounded", false);
         return (plateau, $"grows: {(notes.TryGetValue(table, out var why) ? why : "no retention known")}", false);
