@@ -88,7 +88,7 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
                     values[$"{role}.gc_heap_mb"] = heap / (1024 * 1024);
                 // The thread pool grows and shrinks with the load (hill climbing, starvation on a loaded machine); the threads outside
                 // it (created per connection, per timer, per background loop) are the ones a leak adds.
-                if (Metric(metrics, "dotnet_thread_pool_thread_count", "process_runtime_dotnet_thread_pool_threads_count") is { } pool
+                if (Metric(metrics, "dotnet_thread_pool_thread_count_total", "dotnet_thread_pool_thread_count", "process_runtime_dotnet_thread_pool_threads_count") is { } pool
                     && values.TryGetValue($"{role}.threads", out var threads))
                     values[$"{role}.non_pool_threads"] = Math.Max(0, threads - pool);
             }
