@@ -201,6 +201,11 @@ public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Rol
                 continue;
             var tenth = Math.Max(2, points.Count / 10);
             var first = Median(points.Take(tenth).Select(p => p.Y));
+            // The broker's connections and channels dip while a fault holds the hosts off (a cut, a host between SIGKILL and restart):
+            // a first tenth taken in a dip would make the recovery look like growth, so their baseline is also the warm-up's level.
+            if (name is "broker.connections" or "broker.channels" && Samples.Where(s => s.ElapsedSeconds < warmUp.TotalSeconds && s.Values.ContainsKey(name))
+                    .Select(s => s.Values[name]).ToList() is { Count: > 0 } early)
+                first = Math.Max(first, Median(early));
             var last = Median(points.TakeLast(tenth).Select(p => p.Y));
             var slope = Slope(points);
             var growth = last - first;
