@@ -140,6 +140,7 @@ public sealed class Soak_Specs
             Assert.That(report.Parts.Lost, Is.Zero, "parts requests lost");
             Assert.That(report.Orders.DuplicatedEffects + report.Parts.DuplicatedEffects, Is.Zero, "duplicated effects");
             Assert.That(report.Orders.SagasFinal, Is.EqualTo(report.Orders.Delivered), "every saga final");
+            Assert.That(report.Orders.OrderViolations ?? 0, Is.Zero, "saga steps out of the protocol's order (per order id)");
             Assert.That(report.Details, Is.Empty, "every message accounted for (no unexplained loss, duplicate or stuck saga)");
             if (KnownIssues.Strict)
                 Assert.That(report.Known, Is.Empty, "known issues (INTEGRATION_RELIABILITY_STRICT=1)");
