@@ -111,6 +111,9 @@ public sealed class HostProcess : IAsyncDisposable
     /// <summary>The port the host listens on.</summary>
     public int Port => Address.Port;
 
+    /// <summary>The operating system's id of the host process (for sampling its memory, handles and threads from <c>/proc</c>).</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>SIGKILL: no graceful stop, nothing flushed, no in-flight work finished.</summary>
     public void Kill()
     {

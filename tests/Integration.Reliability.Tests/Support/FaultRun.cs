@@ -155,10 +155,12 @@ public sealed class FaultRun : IAsyncDisposable
     /// <summary>
     /// Drives orders and parts requests for <paramref name="duration"/>, running <paramref name="fault"/> once at the first third
     /// (and again every <paramref name="repeatEvery"/> in a soak), waits up to <paramref name="settle"/> for every order's saga
-    /// to end and every request to arrive, then accounts for everything.
+    /// to end and every request to arrive, then accounts for everything. A soak puts the first fault at <paramref name="firstFaultAt"/>,
+    /// injects none after <paramref name="faultsUntil"/> (so the end of the run is measured on a recovered system) and hears through
+    /// <paramref name="trafficStopped"/> when the traffic ends (before the settling).
     /// </summary>
     public async Task<FaultReport> DriveAsync(string faultName, TimeSpan duration, Func<CancellationToken, Task> fault, TimeSpan settle,
-        TimeSpan? repeatEvery = null)
+        TimeSpan? repeatEvery = null, TimeSpan? firstFaultAt = null, Action? trafficStopped = null, TimeSpan? faultsUntil = null)
     {
         ArgumentNullException.ThrowIfNull(fault);
         await using var observer = await EffectObserver.StartAsync(Broker).ConfigureAwait(false);
@@ -173,7 +175,7 @@ public sealed class FaultRun : IAsyncDisposable
         var partsTask = Task.Run(() => parts.RunAsync(stop.Token));
 
         var faults = 0;
-        var next = TimeSpan.FromTicks(duration.Ticks / 3);
+        var next = firstFaultAt ?? TimeSpan.FromTicks(duration.Ticks / 3);
         while (true)
         {
             var wait = started + next - DateTime.UtcNow;
@@ -184,7 +186,7 @@ public sealed class FaultRun : IAsyncDisposable
                 await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= 10), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
             await fault(CancellationToken.None).ConfigureAwait(false);
             faults++;
-            if (repeatEvery is null || DateTime.UtcNow - started + repeatEvery.Value >= duration)
+            if (repeatEvery is null || DateTime.UtcNow - started + repeatEvery.Value >= (faultsUntil ?? duration))
                 break;
             next = DateTime.UtcNow - started + repeatEvery.Value;
         }
@@ -195,6 +197,7 @@ public sealed class FaultRun : IAsyncDisposable
         await Task.Delay(remaining > TimeSpan.FromSeconds(3) ? remaining : TimeSpan.FromSeconds(3)).ConfigureAwait(false);
         await Eventually.TrueAsync(() => Task.FromResult(orders.Accepted.Count >= acceptedAtRecovery + 5), TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         await stop.CancelAsync().ConfigureAwait(false);
+        trafficStopped?.Invoke();
         giveUp.CancelAfter(TimeSpan.FromSeconds(30));
         await Task.WhenAll(ordersTask, partsTask).ConfigureAwait(false);
         var trafficTime = DateTime.UtcNow - started;
@@ -230,6 +233,7 @@ public sealed class FaultRun : IAsyncDisposable
         // Orders: HTTP → outbox → OrderSubmitted → saga → reservation, purchase order, outcome.
         var o = report.Orders;
         o.Sent = orders.Accepted.Count;
+        o.OrderViolations = sagas.Count > 0 ? 0 : null;
         foreach (var (orderId, failing) in orders.Accepted)
         {
             if (!sagas.TryGetValue(orderId, out var saga))
@@ -249,6 +253,14 @@ public sealed class FaultRun : IAsyncDisposable
             var expected = failing ? "Failed" : "Completed";
             if (FinalStates.Contains(saga.State) && saga.State != expected)
                 report.Details.Add($"order {orderId}: ended {saga.State}, expected {expected} [{string.Join(", ", saga.Steps)}]");
+
+            // Per order (the partition key): every step after the steps that precede it in the protocol.
+            var outOfOrder = OutOfOrderSteps(saga.Steps);
+            if (outOfOrder > 0)
+            {
+                o.OrderViolations = (o.OrderViolations ?? 0) + outOfOrder;
+                report.Details.Add($"order {orderId}: {outOfOrder} saga step(s) out of the protocol's order [{string.Join(", ", saga.Steps)}]");
+            }
 
             var repeatedSteps = saga.Steps.Length - saga.Steps.Distinct().Count();
             var reservations = observer.Distinct(orderId, "reserved");
@@ -305,6 +317,8 @@ public sealed class FaultRun : IAsyncDisposable
             p.RedeliveredCopies += Math.Max(0, routed.Count(q => q == destination) - 1) + Math.Max(0, audited - 1);
         }
 
+        // Per device: the route has no ordering promise (competing consumers, redelivery after a cut), so this is measured, not required.
+        p.OrderViolations = sink.SequencedArrivals > 0 ? sink.OrderViolations : null;
         var unknown = sink.Arrivals.Keys.Count(k => !parts.Confirmed.ContainsKey(k));
         p.Extra = unknown > 0 ? $"{unknown} request(s) arrived whose publish the broker never confirmed (not counted as sent)" : "";
 
@@ -317,6 +331,41 @@ public sealed class FaultRun : IAsyncDisposable
         }
 
         return report;
+    }
+
+    /// <summary>The fulfillment protocol's order of saga steps (alternatives share a rank): a step never follows one ranked after it.</summary>
+    static readonly Dictionary<string, int> StepRank = new(StringComparer.Ordinal)
+    {
+        ["Submitted"] = 0,
+        ["PartsReserved"] = 1,
+        ["PartsReservationFailed"] = 1,
+        ["ApprovalRequested"] = 2,
+        ["Approved"] = 3,
+        ["Rejected"] = 3,
+        ["ApprovalTimedOut"] = 3,
+        ["PurchaseOrderCreated"] = 4,
+        ["PurchaseOrderFailed"] = 4,
+        ["InventoryUpdated"] = 5,
+        ["InventoryUpdateFailed"] = 5,
+        ["PurchaseOrderCancelled"] = 6,
+        ["ReservationReleased"] = 7,
+    };
+
+    /// <summary>Steps applied after a step ranked later in the protocol (an event of the order handled before one that precedes it).</summary>
+    static int OutOfOrderSteps(string[] steps)
+    {
+        var violations = 0;
+        var highest = -1;
+        foreach (var step in steps)
+        {
+            if (!StepRank.TryGetValue(step, out var rank))
+                continue;
+            if (rank < highest)
+                violations++;
+            highest = Math.Max(highest, rank);
+        }
+
+        return violations;
     }
 
     async Task<Dictionary<Guid, (string State, string[] Steps)>> ReadSagasAsync()
@@ -362,6 +411,68 @@ public sealed class FaultRun : IAsyncDisposable
         }
 
         return counts;
+    }
+
+    /// <summary>
+    /// The consumers of each queue whose name starts with <paramref name="prefix"/> (the partition queues, single active consumer):
+    /// queue → the process id of the active consumer's host (null when none) and of every consumer, read from the management API
+    /// (the consumer's connection carries MassTransit's <c>process_id</c> client property).
+    /// </summary>
+    public async Task<Dictionary<string, (int? Active, int[] All)>> PartitionConsumersAsync(string prefix)
+    {
+        var infrastructure = await IntegrationInfrastructure.GetAsync().ConfigureAwait(false);
+        var vhost = Uri.EscapeDataString(Broker.VirtualHost);
+        var pids = new Dictionary<string, int>(StringComparer.Ordinal);
+        using (var response = await infrastructure.ManagementRequest(HttpMethod.Get, $"api/vhosts/{vhost}/connections").ConfigureAwait(false))
+        {
+            response.EnsureSuccessStatusCode();
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync().ConfigureAwait(false));
+            foreach (var connection in json.RootElement.EnumerateArray())
+            {
+                if (connection.TryGetProperty("client_properties", out var properties) && properties.TryGetProperty("process_id", out var pid)
+                    && int.TryParse(pid.GetString(), CultureInfo.InvariantCulture, out var id))
+                    pids[connection.GetProperty("name").GetString()!] = id;
+            }
+        }
+
+        var result = new Dictionary<string, (int?, int[])>(StringComparer.Ordinal);
+        using (var response = await infrastructure.ManagementRequest(HttpMethod.Get, $"api/queues/{vhost}").ConfigureAwait(false))
+        {
+            response.EnsureSuccessStatusCode();
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync().ConfigureAwait(false));
+            foreach (var queue in json.RootElement.EnumerateArray())
+            {
+                var name = queue.GetProperty("name").GetString()!;
+                if (!name.StartsWith(prefix, StringComparison.Ordinal) || name.EndsWith("_error", StringComparison.Ordinal) || name.EndsWith("_skipped", StringComparison.Ordinal))
+                    continue;
+                result[name] = (null, []);
+            }
+        }
+
+        foreach (var name in result.Keys.ToList())
+        {
+            using var response = await infrastructure.ManagementRequest(HttpMethod.Get, $"api/queues/{vhost}/{Uri.EscapeDataString(name)}").ConfigureAwait(false);
+            response.EnsureSuccessStatusCode();
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync().ConfigureAwait(false));
+            int? active = null;
+            var all = new List<int>();
+            if (json.RootElement.TryGetProperty("consumer_details", out var consumers))
+            {
+                foreach (var consumer in consumers.EnumerateArray())
+                {
+                    var connection = consumer.GetProperty("channel_details").TryGetProperty("connection_name", out var c) ? c.GetString() : null;
+                    if (connection is null || !pids.TryGetValue(connection, out var pid))
+                        continue;
+                    all.Add(pid);
+                    if (consumer.TryGetProperty("active", out var a) && a.ValueKind == JsonValueKind.True)
+                        active = pid;
+                }
+            }
+
+            result[name] = (active, [.. all.Distinct()]);
+        }
+
+        return result;
     }
 
     /// <summary>Everything the hosts wrote (for diagnosing a failed run).</summary>
@@ -416,6 +527,13 @@ public sealed class FlowFigures(string flow)
     /// <summary>Orders whose saga ended Completed or Failed.</summary>
     public int SagasFinal { get; set; }
 
+    /// <summary>
+    /// Effects that happened out of their key's sequence: for orders, a saga step applied before a step that precedes it in the
+    /// fulfillment protocol (per order id, the partition key); for parts requests, a request reaching its destination queue after a
+    /// later request of the same device (per device, by the sequence number the device puts in each request). Null when not checked.
+    /// </summary>
+    public int? OrderViolations { get; set; }
+
     /// <summary>Supporting figures.</summary>
     public string Extra { get; set; } = "";
 }
@@ -455,8 +573,10 @@ public sealed class FaultReport(string fault, int injections, TimeSpan traffic, 
     {
         var fault = Injections > 1 ? $"{Fault} (×{Injections})" : Fault;
         var errors = ErrorQueues.Count == 0 ? "0" : string.Join(", ", ErrorQueues.Select(e => $"{e.Key}: {e.Value}"));
-        yield return $"| {fault} | {Orders.Flow} | {Orders.Sent} | {Orders.Delivered} | {Orders.DuplicatedEffects} | {Orders.Lost} | {Orders.SagasFinal}/{Orders.Sent} | {Orders.RedeliveredCopies} | {errors} |";
-        yield return $"| {fault} | {Parts.Flow} | {Parts.Sent} | {Parts.Delivered} | {Parts.DuplicatedEffects} | {Parts.Lost} | n/a | {Parts.RedeliveredCopies} | |";
+        yield return $"| {fault} | {Orders.Flow} | {Orders.Sent} | {Orders.Delivered} | {Orders.DuplicatedEffects} | {Orders.Lost} | {Orders.SagasFinal}/{Orders.Sent} | {Violations(Orders)} | {Orders.RedeliveredCopies} | {errors} |";
+        yield return $"| {fault} | {Parts.Flow} | {Parts.Sent} | {Parts.Delivered} | {Parts.DuplicatedEffects} | {Parts.Lost} | n/a | {Violations(Parts)} | {Parts.RedeliveredCopies} | |";
+
+        static string Violations(FlowFigures flow) => flow.OrderViolations?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a";
     }
 
     /// <summary>A readable summary for the test output.</summary>

@@ -11,8 +11,8 @@ public static class ReliabilityReport
 {
     /// <summary>The table's header.</summary>
     public const string Header =
-        "| fault | flow | sent | delivered | duplicated effects | lost | sagas final | redelivered copies | left in _error/_skipped |\n" +
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |";
+        "| fault | flow | sent | delivered | duplicated effects | lost | sagas final | order violations | redelivered copies | left in _error/_skipped |\n" +
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |";
 
     static readonly List<FaultReport> Reports = [];
 

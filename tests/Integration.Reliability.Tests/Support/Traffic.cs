@@ -116,6 +116,7 @@ public sealed class PartsTraffic(Uri broker, TimeSpan interval)
         await using var connection = await factory.CreateConnectionAsync("reliability-device", CancellationToken.None).ConfigureAwait(false);
         await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(true, true), CancellationToken.None).ConfigureAwait(false);
         var next = 0;
+        var sequences = new Dictionary<string, int>();
         while (!stop.IsCancellationRequested)
         {
             next++;
@@ -128,10 +129,14 @@ public sealed class PartsTraffic(Uri broker, TimeSpan interval)
                 "hydraulics" => "parts-hydraulics",
                 _ => "parts-general",
             };
+            var deviceId = testDevice ? "test-bench-1" : $"truck-{next % 13}";
+            // Each device numbers its requests: the sink counts a request that arrives after a later one of the same device.
+            var sequence = sequences[deviceId] = sequences.GetValueOrDefault(deviceId) + 1;
             var body = JsonSerializer.SerializeToUtf8Bytes(new
             {
                 requestId,
-                deviceId = testDevice ? "test-bench-1" : $"truck-{next % 13}",
+                deviceId,
+                sequence,
                 category,
                 sku = $"SKU-{next % 50}",
                 quantity = 1 + next % 4,
@@ -169,7 +174,10 @@ public sealed class PartsSink : IAsyncDisposable
     public static readonly string[] Queues = ["parts-electronics", "parts-hydraulics", "parts-general", "parts-requests-discarded", "audit"];
 
     readonly ConcurrentDictionary<string, ConcurrentQueue<string>> _arrivals = new();
+    readonly Dictionary<(string Device, string Queue), (int Highest, HashSet<int> Seen)> _sequences = [];
     readonly IConnection _connection;
+    int _orderViolations;
+    int _sequenced;
     readonly IChannel _channel;
 
     PartsSink(IConnection connection, IChannel channel)
@@ -180,6 +188,28 @@ public sealed class PartsSink : IAsyncDisposable
 
     /// <summary>Request id → queues it arrived in (a queue twice when a copy arrived twice).</summary>
     public IReadOnlyDictionary<string, ConcurrentQueue<string>> Arrivals => _arrivals;
+
+    /// <summary>Requests that reached a destination queue (not <c>audit</c>) after a later request of the same device (copies of one request not counted).</summary>
+    public int OrderViolations => Volatile.Read(ref _orderViolations);
+
+    /// <summary>Arrivals in a destination queue that carried a device sequence number (0: the order was not checked).</summary>
+    public int SequencedArrivals => Volatile.Read(ref _sequenced);
+
+    void RecordSequence(string queue, string? device, int? sequence)
+    {
+        if (queue == "audit" || device is null || sequence is not { } n)
+            return;
+        lock (_sequences)
+        {
+            _sequenced++;
+            var (highest, seen) = _sequences.TryGetValue((device, queue), out var known) ? known : (0, new HashSet<int>());
+            if (!seen.Add(n))
+                return; // a copy of a request already seen here (at-least-once), not an order violation
+            if (n < highest)
+                _orderViolations++;
+            _sequences[(device, queue)] = (Math.Max(highest, n), seen);
+        }
+    }
 
     /// <summary>Declares the destination queues (as the host does: durable) and consumes them.</summary>
     public static async Task<PartsSink> StartAsync(Uri broker, IDictionary<string, object?>? queueArguments = null)
@@ -195,8 +225,9 @@ public sealed class PartsSink : IAsyncDisposable
             var name = queue;
             consumer.ReceivedAsync += (_, delivery) =>
             {
-                var requestId = RequestId(delivery.Body.Span) ?? "(unreadable)";
-                sink._arrivals.GetOrAdd(requestId, _ => new ConcurrentQueue<string>()).Enqueue(name);
+                var (requestId, device, sequence) = Read(delivery.Body.Span);
+                sink._arrivals.GetOrAdd(requestId ?? "(unreadable)", _ => new ConcurrentQueue<string>()).Enqueue(name);
+                sink.RecordSequence(name, device, sequence);
                 return Task.CompletedTask;
             };
             await channel.BasicConsumeAsync(queue, autoAck: true, consumer).ConfigureAwait(false);
@@ -205,16 +236,19 @@ public sealed class PartsSink : IAsyncDisposable
         return sink;
     }
 
-    static string? RequestId(ReadOnlySpan<byte> body)
+    static (string? RequestId, string? Device, int? Sequence) Read(ReadOnlySpan<byte> body)
     {
         try
         {
             using var json = JsonDocument.Parse(Encoding.UTF8.GetString(body));
-            return json.RootElement.TryGetProperty("requestId", out var id) ? id.GetString() : null;
+            var root = json.RootElement;
+            return (root.TryGetProperty("requestId", out var id) ? id.GetString() : null,
+                root.TryGetProperty("deviceId", out var device) && device.ValueKind == JsonValueKind.String ? device.GetString() : null,
+                root.TryGetProperty("sequence", out var sequence) && sequence.TryGetInt32(out var n) ? n : null);
         }
         catch (JsonException)
         {
-            return null;
+            return (null, null, null);
         }
     }
 
