@@ -8,6 +8,7 @@
 #   Fails on anything lost, an effect applied twice, a stuck saga or a leak (thresholds in docs/reliability.md).
 #   Report: TestResults/reliability/soak.md and soak-resources.csv, the summary printed at the end.
 #   --fault-every SECONDS and --sample-every SECONDS override the intervals.
+#   Then every fuzz target (scripts/fuzz.sh) runs --fuzz-seconds S each (default 120; 0 skips it), longer than ./test.sh's 20 s.
 #
 # Per-fault soak (the older form): ./soak.sh [SECONDS_PER_FAULT] [--restart-services] [--strict]
 #   each fault scenario runs with traffic for N seconds (default 300), the fault injected again every 20 s; the table
@@ -19,11 +20,12 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-usage() { echo "usage: ./soak.sh --minutes N [--fault-every S] [--sample-every S] [--restart-services] [--strict]  |  ./soak.sh [SECONDS_PER_FAULT] [--restart-services] [--strict]" >&2; exit 2; }
+usage() { echo "usage: ./soak.sh --minutes N [--fault-every S] [--sample-every S] [--fuzz-seconds S] [--restart-services] [--strict]  |  ./soak.sh [SECONDS_PER_FAULT] [--restart-services] [--strict]" >&2; exit 2; }
 number() { case "${1:-}" in ''|*[!0-9.]*|*.*.*) usage ;; esac; }
 
 seconds=300
 minutes=
+fuzz_seconds=120
 while [ $# -gt 0 ]; do
   case "$1" in
     --restart-services) export INTEGRATION_SOAK_RESTART_SERVICES=1 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
     --minutes=*) minutes=${1#--minutes=}; number "$minutes" ;;
     --fault-every) number "${2:-}"; export INTEGRATION_SOAK_FAULT_EVERY_SECONDS=$2; shift ;;
     --sample-every) number "${2:-}"; export INTEGRATION_SOAK_SAMPLE_SECONDS=$2; shift ;;
+    --fuzz-seconds) case "${2:-}" in ''|*[!0-9]*) usage ;; esac; fuzz_seconds=$2; shift ;;
     ''|*[!0-9]*) usage ;;
     *) seconds=$1 ;;
   esac
@@ -54,6 +57,12 @@ if [ -n "$minutes" ]; then
   echo
   if [ -f "$report" ]; then cat "$report"; else echo "no soak report was written ($report)" >&2; [ "$status" -eq 0 ] && status=1; fi
   echo "soak: exit $status (report $report, series TestResults/reliability/soak-resources.csv)"
+  if [ "$fuzz_seconds" -gt 0 ]; then
+    scripts/fuzz.sh "$fuzz_seconds"
+    fuzz_status=$?
+    echo "soak: fuzzing ${fuzz_seconds} s per target, exit $fuzz_status"
+    [ "$status" -eq 0 ] && status=$fuzz_status
+  fi
   exit "$status"
 fi
 

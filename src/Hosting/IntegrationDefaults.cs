@@ -95,9 +95,11 @@ public static class IntegrationDefaults
         });
         services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {
-            // The host starts while the broker is down; /health/ready tells when it is connected.
+            // The host starts while the broker is down; /health/ready tells when it is connected. No start timeout: with one,
+            // a bus start that outlasted it (a broker down longer, a saturated machine) faulted unobserved and left a live
+            // process that never consumed; without, the bus keeps connecting until it is up or the host stops.
             o.WaitUntilStarted = false;
-            o.StartTimeout = TimeSpan.FromSeconds(30);
+            o.StartTimeout = null;
             o.StopTimeout = TimeSpan.FromSeconds(host.ShutdownTimeoutSeconds);
             o.ConsumerStopTimeout = TimeSpan.FromSeconds(host.ShutdownTimeoutSeconds);
         });
