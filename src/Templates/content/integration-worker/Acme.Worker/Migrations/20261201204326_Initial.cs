@@ -96,6 +96,33 @@ namespace Acme.Worker.Migrations
                 });
 
             migrationBuilder.CreateTable(
+                name: "outbox_messages",
+                columns: table => new
+                {
+                    sequence = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
+                    transaction_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    message_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    destination = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
+                    message_type = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: false),
+                    body = table.Column<string>(type: "jsonb", nullable: false),
+                    correlation_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    trace_parent = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: true),
+                    trace_state = table.Column<string>(type: "character varying(512)", maxLength: 512, nullable: true),
+                    envelope = table.Column<string>(type: "jsonb", nullable: true),
+                    lock_token = table.Column<Guid>(type: "uuid", nullable: true),
+                    locked_until = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    attempts = table.Column<int>(type: "integer", nullable: false),
+                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
+                    delivered_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_outbox_messages", x => x.sequence);
+                });
+
+            migrationBuilder.CreateTable(
                 name: "qrtz_calendars",
                 columns: table => new
                 {
@@ -307,33 +334,6 @@ namespace Acme.Worker.Migrations
                 constraints: table =>
                 {
                     table.PrimaryKey("PK_saga_timeline", x => x.id);
-                });
-
-            migrationBuilder.CreateTable(
-                name: "outbox_messages",
-                columns: table => new
-                {
-                    sequence = table.Column<long>(type: "bigint", nullable: false)
-                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityAlwaysColumn),
-                    transaction_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    message_id = table.Column<Guid>(type: "uuid", nullable: false),
-                    destination = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: true),
-                    message_type = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: false),
-                    body = table.Column<string>(type: "jsonb", nullable: false),
-                    correlation_id = table.Column<Guid>(type: "uuid", nullable: true),
-                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
-                    trace_parent = table.Column<string>(type: "character varying(128)", maxLength: 128, nullable: true),
-                    trace_state = table.Column<string>(type: "character varying(512)", maxLength: 512, nullable: true),
-                    envelope = table.Column<string>(type: "jsonb", nullable: true),
-                    lock_token = table.Column<Guid>(type: "uuid", nullable: true),
-                    locked_until = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
-                    attempts = table.Column<int>(type: "integer", nullable: false),
-                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
-                    delivered_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
-                },
-                constraints: table =>
-                {
-                    table.PrimaryKey("PK_outbox_messages", x => x.sequence);
                 });
 
             migrationBuilder.CreateTable(

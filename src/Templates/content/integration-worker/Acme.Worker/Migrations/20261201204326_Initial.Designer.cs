@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace Acme.Worker.Migrations
 {
     [DbContext(typeof(WorkerDbContext))]
-    [Migration("20261201174622_Initial")]
+    [Migration("20261201204326_Initial")]
     partial class Initial
     {
         /// <inheritdoc />
