@@ -121,10 +121,9 @@ public sealed class Soak_Specs
             ["saga_timeline"] = "one row per saga step, kept with the saga",
             ["message_store"] = "every stored message is kept (the message store has no retention)",
             ["outbox_messages"] = $"delivered rows are kept for Integration:Outbox:RetentionPeriod ({Retention}) and deleted every {CleanupInterval}; the table plateaus only once the run is well past the retention (freed pages are reused after autovacuum, the file does not shrink)",
-            ["outbox_transactions"] = $"as outbox_messages (RetentionPeriod {Retention})",
             ["inbox_states"] = $"rows are kept for Integration:Outbox:InboxRetention ({Retention}), deleted every {CleanupInterval}; plateaus once the run is well past the retention",
         };
-        var trends = sampler.Analyze(warmUp, notes, new HashSet<string> { "outbox_messages", "outbox_transactions", "inbox_states" });
+        var trends = sampler.Analyze(warmUp, notes, new HashSet<string> { "outbox_messages", "inbox_states" });
         var leaks = trends.Where(t => t.Leak).ToList();
         var summary = Write(report, trends, sampler, injected, duration, every, warmUp);
         TestContext.Out.WriteLine(summary);

@@ -15,7 +15,7 @@ namespace Integration.Reliability.Tests.Support;
 public sealed class ResourceSampler(FaultRun run, Func<IReadOnlyList<(string Role, HostProcess Host)>> hosts, TimeSpan every)
 {
     /// <summary>The tables whose size is sampled: the outbox, the inbox, the saga and its timeline, the message store, the orders.</summary>
-    public static readonly string[] Tables = ["outbox_messages", "outbox_transactions", "inbox_states", "order_fulfillment", "saga_timeline", "message_store", "orders"];
+    public static readonly string[] Tables = ["outbox_messages", "inbox_states", "order_fulfillment", "saga_timeline", "message_store", "orders"];
 
     readonly List<Sample> _samples = [];
     readonly DateTime _started = DateTime.UtcNow;
