@@ -25,25 +25,23 @@ namespace Integration.Hosting;
 /// </summary>
 sealed class DestinationQueueAddressing(IOptions<RabbitMqOptions> options, IOptions<IntegrationHostOptions> host) : IQueueAddressing, IAsyncDisposable
 {
-    readonly ConcurrentDictionary<string, bool> _declared = new(StringComparer.Ordinal);
+    readonly ConcurrentDictionary<string, Uri> _declared = new(StringComparer.Ordinal);   // queue → the address its sends go to
     readonly SemaphoreSlim _gate = new(1, 1);
     IConnection? _connection;
 
     public async ValueTask<Uri> SendAddressAsync(string queue, CancellationToken cancellationToken)
     {
-        var settings = options.Value;
-        if (!_declared.ContainsKey(queue))
-            await DeclareAsync(settings, queue, cancellationToken).ConfigureAwait(false);
-        return settings.QueueType == RabbitMqQueueType.Quorum ? new Uri($"exchange:{queue}") : new Uri($"queue:{queue}");
+        // The hot path: one lookup, no allocation, once the destination is declared.
+        return _declared.TryGetValue(queue, out var address) ? address : await DeclareAsync(options.Value, queue, cancellationToken).ConfigureAwait(false);
     }
 
-    async Task DeclareAsync(RabbitMqOptions settings, string queue, CancellationToken cancellationToken)
+    async Task<Uri> DeclareAsync(RabbitMqOptions settings, string queue, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_declared.ContainsKey(queue))
-                return;
+            if (_declared.TryGetValue(queue, out var declared))
+                return declared;
             if (_connection is not { IsOpen: true })
             {
                 if (_connection is not null)
@@ -64,7 +62,9 @@ sealed class DestinationQueueAddressing(IOptions<RabbitMqOptions> options, IOpti
                 throw new DestinationRefusedException(queue, reason.ReplyCode, reason.ReplyText, refused);
             }
 
-            _declared[queue] = true;
+            var address = settings.QueueType == RabbitMqQueueType.Quorum ? new Uri($"exchange:{queue}") : new Uri($"queue:{queue}");
+            _declared[queue] = address;
+            return address;
         }
         finally
         {
