@@ -38,6 +38,8 @@ public static class OutboxRegistration
         // also suits AddDbContextFactory/AddDbContextPool, whose options are singletons. The relay checks at start that it applied.
         services.ConfigureDbContext<TDbContext>((provider, options) => options.AddInterceptors(provider.GetRequiredService<OutboxNotifyInterceptor>()),
             ServiceLifetime.Singleton);
+        // The inbox's unit of work: its transaction begins only when the consumer needs it (one round trip otherwise).
+        Transactions.DeferredTransactions.Register<TDbContext>(services);
 
         services.AddScoped<IOutbox>(sp => new EntityFrameworkOutbox(sp.GetRequiredService<TDbContext>(), sp.GetRequiredService<TimeProvider>(), sp));
         services.AddScoped(sp => new Inbox.OutboxDbContext(sp.GetRequiredService<TDbContext>()));

@@ -123,4 +123,92 @@ public sealed class Inbox_Specs
             Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states"), Is.Zero, "a failed message must be processed again when replayed");
         });
     }
+
+    [Test]
+    public async Task When_a_first_delivery_only_tracks_its_writes_should_commit_them_with_the_inbox_record_in_one_command()
+    {
+        var commands = new CommandCounter();
+        await using var host = await OutboxHost.StartAsync(_broker, _database, inbox: new CrashOnceAfterCommit(), interceptor: commands);
+        await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges");
+        commands.Reset();
+
+        await Send(host, new ChargeCard(Guid.NewGuid(), 30), Guid.NewGuid());
+
+        Assert.That(await Until(() => host.Received.Total == 1), Is.True, "the charge's CardCharged never arrived");
+        Assert.Multiple(() =>
+        {
+            // The charge, its CardCharged outbox row and the inbox record: one batched command, committed by PostgreSQL's
+            // implicit transaction (no BEGIN, no COMMIT round trip).
+            Assert.That(commands.Inserts, Is.EqualTo(1), "the consumer's writes and the inbox record should go in one command");
+            Assert.That(commands.Transactions, Is.Zero, "nothing needed an explicit transaction");
+        });
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.EqualTo(1));
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states"), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public async Task When_the_consumer_writes_through_raw_sql_and_fails_should_roll_that_write_back_too()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, inbox: new CrashOnceAfterCommit());
+
+        await Send(host, new ChargeCard(Guid.NewGuid(), ChargeCardConsumer.RawWriteThenFail), Guid.NewGuid());
+
+        Assert.That(await Eventually.TrueAsync(async () => await _broker.QueueMessageCountAsync("charges_error") == 1, TimeSpan.FromSeconds(20)), Is.True,
+            "the failing message should end in the error queue after its retries");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM charges"), Is.Zero,
+                "the raw INSERT ran in the message's transaction and must roll back with it");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.Zero);
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM inbox_states"), Is.Zero);
+        });
+    }
+}
+
+/// <summary>Counts the INSERT commands and the explicit transactions of the DbContext it is on.</summary>
+sealed class CommandCounter : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor, Microsoft.EntityFrameworkCore.Diagnostics.IDbTransactionInterceptor
+{
+    int _inserts;
+    int _transactions;
+
+    public int Inserts => Volatile.Read(ref _inserts);
+    public int Transactions => Volatile.Read(ref _transactions);
+
+    public void Reset()
+    {
+        Interlocked.Exchange(ref _inserts, 0);
+        Interlocked.Exchange(ref _transactions, 0);
+    }
+
+    public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(
+        System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
+        Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken cancellationToken = default)
+    {
+        Count(command);
+        return ValueTask.FromResult(result);
+    }
+
+    public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> NonQueryExecutingAsync(System.Data.Common.DbCommand command,
+        Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result,
+        CancellationToken cancellationToken = default)
+    {
+        Count(command);
+        return ValueTask.FromResult(result);
+    }
+
+    public ValueTask<System.Data.Common.DbTransaction> TransactionStartedAsync(System.Data.Common.DbConnection connection,
+        Microsoft.EntityFrameworkCore.Diagnostics.TransactionEndEventData eventData, System.Data.Common.DbTransaction result, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _transactions);
+        return ValueTask.FromResult(result);
+    }
+
+    void Count(System.Data.Common.DbCommand command)
+    {
+        if (command.CommandText.TrimStart().StartsWith("INSERT", StringComparison.OrdinalIgnoreCase))
+            Interlocked.Increment(ref _inserts);
+    }
 }

@@ -32,14 +32,25 @@ public sealed record CardCharged(Guid ChargeId, Guid CardId, int Amount);
 /// <summary>The effect under test: one row per charge, and a CardCharged through the outbox, in the inbox's transaction.</summary>
 public sealed class ChargeCardConsumer(ShopDbContext db, IOutbox outbox) : IConsumer<ChargeCard>
 {
-    public Task Consume(ConsumeContext<ChargeCard> context)
+    /// <summary>An amount that makes the consumer write a row through raw SQL before it fails.</summary>
+    public const int RawWriteThenFail = -1;
+
+    public async Task Consume(ConsumeContext<ChargeCard> context)
     {
         var charge = new Charge { Id = Guid.NewGuid(), CardId = context.Message.CardId, Amount = context.Message.Amount };
-        db.Charges.Add(charge);
+        if (context.Message.Amount == RawWriteThenFail)
+        {
+            await db.Database.ExecuteSqlRawAsync("INSERT INTO charges (\"Id\", \"CardId\", \"Amount\") VALUES ({0}, {1}, {2})",
+                [charge.Id, charge.CardId, charge.Amount], context.CancellationToken);
+        }
+        else
+        {
+            db.Charges.Add(charge);
+        }
+
         outbox.Publish(new CardCharged(charge.Id, charge.CardId, charge.Amount));
         if (context.Message.Amount < 0)
             throw new InvalidOperationException("negative charge");
-        return Task.CompletedTask;
     }
 }
 
@@ -140,15 +151,21 @@ public sealed class OutboxHost : IAsyncDisposable
 
     public static async Task<OutboxHost> StartAsync(TestBroker broker, TestDatabase database, bool relay = true, bool consume = false,
         Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null,
-        bool busOutbox = false, string? schema = null, bool dbContextAfterOutbox = false)
+        bool busOutbox = false, string? schema = null, bool dbContextAfterOutbox = false,
+        Microsoft.EntityFrameworkCore.Diagnostics.IInterceptor? interceptor = null)
     {
         var host = await IntegrationServiceHost.StartAsync(h =>
         {
             h.Services.AddSingleton(received ?? new Received());
             h.Services.AddSingleton(new OutboxSchema(schema));
             // No interceptor here: AddIntegrationOutbox wires it into ShopDbContext's options, registered before or after it.
-            void AddDbContext() => h.Services.AddDbContext<ShopDbContext>(o => o.UseNpgsql(database.ConnectionString)
-                .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, SchemaModelCacheKeyFactory>());
+            void AddDbContext() => h.Services.AddDbContext<ShopDbContext>(o =>
+            {
+                o.UseNpgsql(database.ConnectionString)
+                    .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, SchemaModelCacheKeyFactory>();
+                if (interceptor is not null)
+                    o.AddInterceptors(interceptor);
+            });
             if (!dbContextAfterOutbox)
                 AddDbContext();
             h.Services.AddIntegrationOutbox<ShopDbContext>(o =>

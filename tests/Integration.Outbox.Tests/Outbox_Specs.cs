@@ -280,6 +280,59 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_a_writer_saves_rows_and_messages_outside_a_transaction_should_commit_them_in_one_command()
+    {
+        var commands = new CommandCounter();
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, interceptor: commands);
+        await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets");
+        commands.Reset();
+
+        var ids = await host.WriteAsync(3);
+
+        Assert.Multiple(() =>
+        {
+            // Three widgets and their three outbox rows: EF Core's one batched command, committed by PostgreSQL's implicit
+            // transaction of that command, instead of BEGIN + batch and a COMMIT round trip.
+            Assert.That(commands.Inserts, Is.EqualTo(1), "the business rows and the outbox rows should go in one command");
+            Assert.That(commands.Transactions, Is.Zero, "a save that is one command needs no explicit transaction");
+        });
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey)), Is.True, "not delivered");
+        Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 0, 1, 2 }), "one save is one unit of order");
+    }
+
+    [Test]
+    public async Task When_a_one_command_save_fails_on_its_last_row_should_keep_neither_the_rows_nor_the_messages()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        var taken = Guid.NewGuid();
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+            db.Widgets.Add(new Widget { Id = taken, Name = "first" });
+            await db.SaveChangesAsync();
+        }
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+            var outbox = scope.ServiceProvider.GetRequiredService<IOutbox>();
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "kept only if all commit" });
+            outbox.Publish(new WidgetCreated(Guid.NewGuid(), "never", -1));
+            db.Widgets.Add(new Widget { Id = taken, Name = "duplicate key" });
+            Assert.That(async () => await db.SaveChangesAsync(), Throws.InstanceOf<DbUpdateException>());
+        }
+
+        var marker = await host.WriteAsync(1, start: 1);
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(marker[0])), Is.True);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 1 }), "the failed save's message reached the broker");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(2), "the failed save's first widget was kept");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
     public async Task When_a_save_writes_outbox_messages_should_wake_relays_only_after_the_commit_and_never_inside_it()
     {
         var recorder = new CommandRecorder();

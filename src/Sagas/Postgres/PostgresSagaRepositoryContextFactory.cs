@@ -2,6 +2,7 @@ using System.Data;
 using MassTransit;
 using MassTransit.Middleware.InMemoryOutbox;
 using MassTransit.Saga;
+using Integration.Outbox.Transactions;
 using Integration.Outbox.Writing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -17,7 +18,7 @@ namespace Integration.Sagas.Postgres;
 /// released only after its row committed, so a retried attempt never leaks messages.
 /// </summary>
 sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, SagasMetrics metrics,
-    SagaLockStatements statements, ILogger? logger = null) :
+    SagaLockStatements statements, ILogger? logger = null, DeferredTransactionInterceptor? deferredTransactions = null) :
     ISagaRepositoryContextFactory<TSaga>,
     IQuerySagaRepositoryContextFactory<TSaga>,
     ILoadSagaRepositoryContextFactory<TSaga>
@@ -26,6 +27,9 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
     readonly DbContext _db = dbContext ?? throw new ArgumentNullException(nameof(dbContext));
     readonly PostgresSagaRepositoryOptions _options = options ?? throw new ArgumentNullException(nameof(options));
     readonly ILogger _logger = logger ?? NullLogger.Instance;
+
+    /// <summary>The current attempt's unit of work in optimistic mode (its transaction begins only when needed), else null.</summary>
+    DeferredTransaction? _unit;
 
         public void Probe(ProbeContext context)
     {
@@ -92,7 +96,11 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
     internal async Task<TSaga?> LoadForUpdate(Guid correlationId, CancellationToken cancellationToken)
     {
         if (_options.ConcurrencyMode == SagaConcurrencyMode.Optimistic)
+        {
+            // Outside the transaction while none has begun: the UPDATE's xmin check guards the row, not the read.
+            using var outside = _unit?.Suppress();
             return await _db.Set<TSaga>().SingleOrDefaultAsync(s => s.CorrelationId == correlationId, cancellationToken).ConfigureAwait(false);
+        }
 
         var sql = statements.For<TSaga>(_db.Model);
         var rows = await _db.Set<TSaga>().FromSqlRaw(sql, correlationId).ToListAsync(cancellationToken).ConfigureAwait(false);
@@ -109,6 +117,9 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
     /// </summary>
     internal async Task SaveWithoutSavepoint(CancellationToken cancellationToken)
     {
+        if (_unit is not null)
+            return;   // optimistic mode: the attempt's one save at its end (DeferredTransaction.CompleteAsync)
+
         var database = _db.Database;
         var savepoints = database.AutoSavepointsEnabled;
         database.AutoSavepointsEnabled = false;
@@ -147,6 +158,31 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
                     ConsumeContext<T> attemptContext = _options.TransactionalOutbox
                         ? OutboxConsumeContext<T>.Create(context, _db)
                         : memory = new InMemoryOutboxConsumeContext<T>(context);
+                    // Optimistic mode: the read runs on its own, the machine's changes (the instance, outbox rows, anything
+                    // it added) are written at the end in one batch that commits by itself when nothing else needed the
+                    // transaction: SELECT + UPDATE, two round trips. A command of the machine begins the transaction first.
+                    if (_options.ConcurrencyMode == SagaConcurrencyMode.Optimistic
+                        && deferredTransactions is not null
+                        && await deferredTransactions.StartAsync(_db, IsolationLevel.ReadCommitted, $"The saga repository of {typeof(TSaga).Name}",
+                            cancellationToken).ConfigureAwait(false) is { } unit)
+                    {
+                        _unit = unit;
+                        try
+                        {
+                            await using (unit.ConfigureAwait(false))
+                            {
+                                await attempt(attemptContext).ConfigureAwait(false);
+                                await unit.CompleteAsync(cancellationToken).ConfigureAwait(false);
+                            }
+                        }
+                        finally
+                        {
+                            _unit = null;
+                        }
+
+                        return;
+                    }
+
                     await using var transaction = await _db.Database.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
                     await attempt(attemptContext).ConfigureAwait(false);
                     if (_db.ChangeTracker.HasChanges())

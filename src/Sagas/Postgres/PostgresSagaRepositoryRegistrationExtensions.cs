@@ -57,10 +57,12 @@ public static class PostgresSagaRepositoryRegistrationExtensions
         services.AddMetrics();
         services.TryAddSingleton<SagasMetrics>();
         services.TryAddSingleton<SagaLockStatements>();
+        Integration.Outbox.Transactions.DeferredTransactions.Register<TDbContext>(services);
 
         PostgresSagaRepositoryContextFactory<TSaga> Create(IServiceProvider provider) =>
             new(provider.GetRequiredService<TDbContext>(), options, provider.GetRequiredService<SagasMetrics>(),
-                provider.GetRequiredService<SagaLockStatements>(), provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"));
+                provider.GetRequiredService<SagaLockStatements>(), provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"),
+                provider.GetService<Integration.Outbox.Transactions.DeferredTransactionInterceptor>());
 
         services.RegisterLoadSagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();
         services.RegisterQuerySagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();

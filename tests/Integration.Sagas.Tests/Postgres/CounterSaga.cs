@@ -12,6 +12,9 @@ public sealed record CounterStopped(Guid CounterId);
 
 public sealed record CounterRenamed(string OldName, string NewName);
 
+/// <summary>The machine writes an audit row through raw SQL on the saga's DbContext, then fails if asked to.</summary>
+public sealed record CounterAudited(Guid CounterId, bool Fail);
+
 /// <summary>Published after each applied increment with the count it produced: a lost update shows as a missing or repeated value.</summary>
 public sealed record Counted(Guid CounterId, int Count);
 
@@ -31,6 +34,7 @@ public sealed class CounterMachine : MassTransitStateMachine<CounterState>
         Event(() => Started, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Incremented, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Stopped, e => e.CorrelateById(m => m.Message.CounterId));
+        Event(() => Audited, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Renamed, e =>
         {
             e.CorrelateBy((saga, m) => saga.Name == m.Message.OldName);
@@ -44,6 +48,14 @@ public sealed class CounterMachine : MassTransitStateMachine<CounterState>
             Ignore(Started),
             When(Incremented).Then(c => c.Saga.Count++).Publish(c => new Counted(c.Saga.CorrelationId, c.Saga.Count)),
             When(Renamed).Then(c => c.Saga.Name = c.Message.NewName),
+            When(Audited).ThenAsync(async c =>
+            {
+                var db = c.GetServiceOrCreateInstance<CounterDbContext>();
+                await db.Database.ExecuteSqlRawAsync("INSERT INTO counter_audits (correlation_id) VALUES ({0})", c.Saga.CorrelationId);
+                if (c.Message.Fail)
+                    throw new InvalidOperationException("audit failed after its write");
+                c.Saga.Count++;
+            }),
             When(Stopped).Finalize());
         SetCompletedWhenFinalized();
     }
@@ -53,6 +65,7 @@ public sealed class CounterMachine : MassTransitStateMachine<CounterState>
     public Event<CounterIncremented> Incremented { get; private set; } = null!;
     public Event<CounterStopped> Stopped { get; private set; } = null!;
     public Event<CounterRenamed> Renamed { get; private set; } = null!;
+    public Event<CounterAudited> Audited { get; private set; } = null!;
 }
 
 public sealed class CounterDbContext(DbContextOptions<CounterDbContext> options) : DbContext(options)

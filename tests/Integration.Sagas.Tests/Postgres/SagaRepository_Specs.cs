@@ -70,7 +70,12 @@ public abstract class SagaRepository_Specs<TMode>
             })
             .BuildServiceProvider(true);
         await using (var scope = _provider.CreateAsyncScope())
-            await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Database.EnsureCreatedAsync();
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CounterDbContext>();
+            await db.Database.EnsureCreatedAsync();
+            await db.Database.ExecuteSqlRawAsync("CREATE TABLE IF NOT EXISTS counter_audits (correlation_id uuid NOT NULL)");
+        }
+
         _harness = _provider.GetRequiredService<ITestHarness>();
         _harness.TestTimeout = TimeSpan.FromSeconds(60);
         await _harness.Start();
@@ -88,7 +93,7 @@ public abstract class SagaRepository_Specs<TMode>
     async Task<CounterState?> Stored(Guid id)
     {
         await using var scope = _provider.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking()
+        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
             .SingleOrDefaultAsync(s => s.CorrelationId == id);
     }
 
@@ -153,13 +158,47 @@ public abstract class SagaRepository_Specs<TMode>
         await _harness.Bus.Publish(new CounterIncremented(id));
 
         Assert.That(await Eventually(s => s?.Count == 1, id), Is.True, "the increment was never applied");
-        Assert.That(await Integration.Testing.Eventually.TrueAsync(() => Task.FromResult(_roundTrips.Commits >= 1), TimeSpan.FromSeconds(10)), Is.True,
-            "the event's transaction never committed");
+        Assert.That(await Integration.Testing.Eventually.TrueAsync(() => Task.FromResult(_roundTrips.Commands.Contains("UPDATE")), TimeSpan.FromSeconds(10)), Is.True,
+            "the event's write never ran");
         Assert.Multiple(() =>
         {
-            // BEGIN rides on the SELECT; then the UPDATE batch and the COMMIT: three round trips, no SAVEPOINT / RELEASE.
             Assert.That(_roundTrips.Savepoints, Is.Zero, "EF Core's automatic savepoint must be off for the repository's own save");
             Assert.That(_roundTrips.Commands, Is.EqualTo(new[] { "SELECT", "UPDATE" }), "one read and one write per event");
+            if (Mode == SagaConcurrencyMode.Optimistic)
+            {
+                // The read on its own, the UPDATE (xmin-checked) committing by itself: two round trips, no BEGIN/COMMIT.
+                Assert.That(_roundTrips.Commits, Is.Zero, "optimistic mode needs no explicit transaction for an event that only updates its instance");
+                Assert.That(_roundTrips.InTransaction, Is.Zero, "no command of the event should run in an explicit transaction");
+            }
+            else
+            {
+                // BEGIN rides on the SELECT ... FOR UPDATE; then the UPDATE batch and the COMMIT: three round trips.
+                Assert.That(_roundTrips.Commits, Is.EqualTo(1), "pessimistic mode holds the row lock in one transaction");
+            }
+        });
+    }
+
+    [Test]
+    public async Task When_the_machine_runs_a_command_of_its_own_should_commit_it_with_the_instance()
+    {
+        var id = NewId.NextGuid();
+        await _harness.Bus.Publish(new CounterStarted(id, "gaskets"));
+        Assert.That(await Eventually(s => s is not null, id), Is.True);
+        _roundTrips.Reset();
+
+        // The machine writes an audit row through raw SQL and then fails: the row must roll back with the instance.
+        await _harness.Bus.Publish(new CounterAudited(id, Fail: true));
+        Assert.That(await _harness.Published.Any<Fault<CounterAudited>>(), Is.True, "the failing event should fault");
+        await _harness.Bus.Publish(new CounterAudited(id, Fail: false));
+
+        Assert.That(await Eventually(s => s?.Count == 1, id), Is.True, "the audited event never reached the instance");
+        await using var scope = _provider.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CounterDbContext>();
+        var audits = await db.Database.SqlQueryRaw<long>("SELECT count(*) AS \"Value\" FROM counter_audits WHERE correlation_id = {0}", id).SingleAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(audits, Is.EqualTo(1), "the failed attempt's audit row must have rolled back with it; the successful one committed");
+            Assert.That(_roundTrips.Commits, Is.GreaterThanOrEqualTo(1), "a command of the machine runs in the event's transaction");
         });
     }
 
@@ -208,19 +247,25 @@ public abstract class SagaRepository_Specs<TMode>
 /// <summary>Counts what the saga's DbContext sends in transactions: commands by their first keyword, savepoints, commits.</summary>
 sealed class RoundTrips : Microsoft.EntityFrameworkCore.Diagnostics.DbTransactionInterceptor, Microsoft.EntityFrameworkCore.Diagnostics.IDbCommandInterceptor
 {
+    /// <summary>Tags the specs' own polling reads, which are not counted.</summary>
+    public const string SpecTag = "spec-read";
+
     readonly ConcurrentQueue<string> _commands = new();
     int _savepoints;
     int _commits;
+    int _inTransaction;
 
     public IReadOnlyList<string> Commands => [.. _commands];
     public int Savepoints => Volatile.Read(ref _savepoints);
     public int Commits => Volatile.Read(ref _commits);
+    public int InTransaction => Volatile.Read(ref _inTransaction);
 
     public void Reset()
     {
         _commands.Clear();
         Interlocked.Exchange(ref _savepoints, 0);
         Interlocked.Exchange(ref _commits, 0);
+        Interlocked.Exchange(ref _inTransaction, 0);
     }
 
     public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult> CreatingSavepointAsync(System.Data.Common.DbTransaction transaction,
@@ -242,9 +287,26 @@ sealed class RoundTrips : Microsoft.EntityFrameworkCore.Diagnostics.DbTransactio
         Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result,
         CancellationToken cancellationToken = default)
     {
-        if (command.Transaction is not null)   // the saga's; the specs' own polling reads run without one
-            _commands.Enqueue(command.CommandText.TrimStart().Split(' ', 2)[0].ToUpperInvariant());
+        Record(command);
         return ValueTask.FromResult(result);
+    }
+
+    public ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> NonQueryExecutingAsync(System.Data.Common.DbCommand command,
+        Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result,
+        CancellationToken cancellationToken = default)
+    {
+        Record(command);
+        return ValueTask.FromResult(result);
+    }
+
+    void Record(System.Data.Common.DbCommand command)
+    {
+        var text = command.CommandText.TrimStart();
+        if (text.StartsWith("-- " + SpecTag, StringComparison.Ordinal))
+            return;
+        _commands.Enqueue(text.Split(' ', 2)[0].ToUpperInvariant());
+        if (command.Transaction is not null)
+            Interlocked.Increment(ref _inTransaction);
     }
 }
 
