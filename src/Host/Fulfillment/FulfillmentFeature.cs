@@ -88,6 +88,8 @@ public sealed class FulfillmentFeature : IHostFeature
             {
                 o.ConcurrencyMode = concurrencyMode; // Integration:Fulfillment:ConcurrencyMode
                 o.TransactionalOutbox = true;        // commands and timeouts commit with the saga's state; the relay sends them
+                if (settings.Partitions > 0 && concurrencyMode == SagaConcurrencyMode.Optimistic)
+                    o.InstanceCacheSize = settings.InstanceCacheSize; // a partition's orders are this host's while it is active on it
             });
         bus.AddConsumer<WarehouseService>().Endpoint(e => e.Name = WarehouseQueue);
         bus.AddConsumer<PurchasingService>().Endpoint(e => e.Name = PurchasingQueue);

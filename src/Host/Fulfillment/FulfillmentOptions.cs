@@ -28,6 +28,13 @@ public sealed class FulfillmentOptions
     /// <summary>With <see cref="Partitions"/>: saga events in flight per partition in one host, never two of one order. Default 8.</summary>
     [Range(1, 1000)] public int PartitionConcurrency { get; set; } = 8;
 
+    /// <summary>
+    /// With <see cref="Partitions"/>: order sagas whose last committed state each host keeps, so an event of an order the
+    /// host owns skips the saga's <c>SELECT</c> (the <c>UPDATE</c>'s <c>xmin</c> check still guards the row; a stale entry after
+    /// a partition moved is read again). 0 turns it off. Default 10,000.
+    /// </summary>
+    [Range(0, 1_000_000)] public int InstanceCacheSize { get; set; } = 10_000;
+
     /// <summary>How long each simulated downstream service takes (for demos and crash tests). Default none.</summary>
     public TimeSpan SimulatedServiceDelay { get; set; } = TimeSpan.Zero;
 

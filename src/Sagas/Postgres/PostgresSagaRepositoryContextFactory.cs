@@ -18,7 +18,8 @@ namespace Integration.Sagas.Postgres;
 /// released only after its row committed, so a retried attempt never leaks messages.
 /// </summary>
 sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, SagasMetrics metrics,
-    SagaLockStatements statements, ILogger? logger = null, DeferredTransactionInterceptor? deferredTransactions = null) :
+    SagaLockStatements statements, ILogger? logger = null, DeferredTransactionInterceptor? deferredTransactions = null,
+    SagaInstanceCache<TSaga>? cache = null) :
     ISagaRepositoryContextFactory<TSaga>,
     IQuerySagaRepositoryContextFactory<TSaga>,
     ILoadSagaRepositoryContextFactory<TSaga>
@@ -30,6 +31,12 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
 
     /// <summary>The current attempt's unit of work in optimistic mode (its transaction begins only when needed), else null.</summary>
     DeferredTransaction? _unit;
+
+    /// <summary>The instances the current attempt loaded, and whether one came from <see cref="SagaInstanceCache{TSaga}"/>.</summary>
+    readonly List<Guid> _loaded = [];
+    bool _fromCache;
+
+    SagaInstanceCache<TSaga>? Cache => _unit is not null && cache is not null && cache.Supports(_db) ? cache : null;
 
         public void Probe(ProbeContext context)
     {
@@ -97,6 +104,17 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
     {
         if (_options.ConcurrencyMode == SagaConcurrencyMode.Optimistic)
         {
+            if (Cache is { } instances)
+            {
+                _loaded.Add(correlationId);
+                if (!_db.ChangeTracker.Entries<TSaga>().Any(e => e.Entity.CorrelationId == correlationId)
+                    && instances.Restore(_db, correlationId) is { } cached)
+                {
+                    _fromCache = true;
+                    return cached;
+                }
+            }
+
             // Outside the transaction while none has begun: the UPDATE's xmin check guards the row, not the read.
             using var outside = _unit?.Suppress();
             return await _db.Set<TSaga>().SingleOrDefaultAsync(s => s.CorrelationId == correlationId, cancellationToken).ConfigureAwait(false);
@@ -143,6 +161,7 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
         }
 
         var strategy = _db.Database.CreateExecutionStrategy();
+        var staleCacheRetried = false;
         for (var retry = 0; ; retry++)
         {
             // Either the saga's messages become outbox rows in its transaction, or they wait in memory for the commit.
@@ -167,13 +186,35 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
                             cancellationToken).ConfigureAwait(false) is { } unit)
                     {
                         _unit = unit;
+                        _loaded.Clear();
+                        _fromCache = false;
                         try
                         {
                             await using (unit.ConfigureAwait(false))
                             {
                                 await attempt(attemptContext).ConfigureAwait(false);
+                                var deleted = Cache is null ? [] : _db.ChangeTracker.Entries<TSaga>()
+                                    .Where(e => e.State == EntityState.Deleted).Select(e => e.Entity.CorrelationId).ToList();
                                 await unit.CompleteAsync(cancellationToken).ConfigureAwait(false);
+                                if (Cache is { } instances)
+                                {
+                                    // Committed: what the rows hold now (the row version EF Core read back included).
+                                    foreach (var entry in _db.ChangeTracker.Entries<TSaga>())
+                                        instances.Store(entry);
+                                    foreach (var id in deleted)
+                                        instances.Evict(id);
+                                }
                             }
+                        }
+                        catch
+                        {
+                            if (Cache is { } instances)
+                            {
+                                foreach (var id in _loaded)
+                                    instances.Evict(id);
+                            }
+
+                            throw;
                         }
                         finally
                         {
@@ -195,6 +236,16 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
                 if (memory is not null)
                     await memory.DiscardPendingActions().ConfigureAwait(false);
                 _db.ChangeTracker.Clear();
+                if (_fromCache && !staleCacheRetried)
+                {
+                    // The cached row version was stale (another process wrote the row): the entry is gone; read it fresh,
+                    // without counting this against the conflict limit.
+                    staleCacheRetried = true;
+                    metrics.Conflicts.Add(1);
+                    LogConflict(_logger, typeof(TSaga).Name, context.CorrelationId, retry + 1, "stale cached instance: " + exception.GetBaseException().Message);
+                    retry--;
+                    continue;
+                }
                 if (retry >= _options.ConflictRetryLimit)
                 {
                     metrics.ConflictsExhausted.Add(1);

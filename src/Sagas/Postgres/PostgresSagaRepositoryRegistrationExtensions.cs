@@ -59,10 +59,12 @@ public static class PostgresSagaRepositoryRegistrationExtensions
         services.TryAddSingleton<SagaLockStatements>();
         Integration.Outbox.Transactions.DeferredTransactions.Register<TDbContext>(services);
 
+        var cache = options.InstanceCacheSize > 0 ? new SagaInstanceCache<TSaga>(options.InstanceCacheSize) : null;
+
         PostgresSagaRepositoryContextFactory<TSaga> Create(IServiceProvider provider) =>
             new(provider.GetRequiredService<TDbContext>(), options, provider.GetRequiredService<SagasMetrics>(),
                 provider.GetRequiredService<SagaLockStatements>(), provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"),
-                provider.GetService<Integration.Outbox.Transactions.DeferredTransactionInterceptor>());
+                provider.GetService<Integration.Outbox.Transactions.DeferredTransactionInterceptor>(), cache);
 
         services.RegisterLoadSagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();
         services.RegisterQuerySagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();

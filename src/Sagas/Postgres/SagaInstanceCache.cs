@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.Metadata;
+
+namespace Integration.Sagas.Postgres;
+
+/// <summary>
+/// The last committed column values (the <c>xmin</c> row version included) of up to a bounded number of saga instances,
+/// for <see cref="PostgresSagaRepositoryOptions.InstanceCacheSize"/>. An instance restored from it is attached as
+/// unchanged with its cached row version, so the repository's <c>UPDATE ... WHERE xmin = cached</c> is the only guard
+/// needed: a stale entry fails it and is dropped. Immutable snapshots: one array per instance, replaced, never changed.
+/// </summary>
+sealed class SagaInstanceCache<TSaga>(int capacity)
+    where TSaga : class, ISaga
+{
+    readonly ConcurrentDictionary<Guid, object?[]> _entries = new();
+    IProperty[]? _properties;
+    bool? _supported;
+
+    /// <summary>False for sagas mapped with navigations, owned or complex types (their state is not only the row's columns).</summary>
+    public bool Supports(DbContext db)
+    {
+        if (_supported is { } known)
+            return known;
+        var entity = db.Model.FindEntityType(typeof(TSaga));
+        var supported = entity is not null && !entity.GetNavigations().Any() && !entity.GetSkipNavigations().Any()
+                        && !entity.GetComplexProperties().Any() && !entity.IsOwned()
+                        && typeof(TSaga).GetConstructor(Type.EmptyTypes) is not null;
+        _properties = entity?.GetProperties().ToArray();
+        _supported = supported;
+        return supported;
+    }
+
+    /// <summary>Attaches the cached instance to <paramref name="db"/> as unchanged, or returns null when none is cached.</summary>
+    public TSaga? Restore(DbContext db, Guid correlationId)
+    {
+        if (!_entries.TryGetValue(correlationId, out var values) || _properties is null)
+            return null;
+        var instance = Activator.CreateInstance<TSaga>();
+        instance.CorrelationId = correlationId;
+        var entry = db.Attach(instance);
+        for (var i = 0; i < _properties.Length; i++)
+        {
+            var property = _properties[i];
+            if (property.IsPrimaryKey())
+                continue;
+            entry.Property(property.Name).CurrentValue = values[i];
+            entry.Property(property.Name).OriginalValue = values[i];
+        }
+
+        entry.State = EntityState.Unchanged;
+        return instance;
+    }
+
+    /// <summary>Keeps the committed values of <paramref name="entry"/> (after its save: the row version EF Core read back).</summary>
+    public void Store(EntityEntry<TSaga> entry)
+    {
+        if (_properties is null)
+            return;
+        var values = new object?[_properties.Length];
+        for (var i = 0; i < _properties.Length; i++)
+            values[i] = entry.Property(_properties[i].Name).CurrentValue;
+        if (_entries.Count >= capacity && !_entries.ContainsKey(entry.Entity.CorrelationId))
+        {
+            // Bounded: drop an arbitrary tenth when full (the cache is a shortcut, never the truth).
+            foreach (var key in _entries.Keys.Take(Math.Max(1, capacity / 10)))
+                _entries.TryRemove(key, out _);
+        }
+
+        _entries[entry.Entity.CorrelationId] = values;
+    }
+
+    public void Evict(Guid correlationId) => _entries.TryRemove(correlationId, out _);
+
+    public int Count => _entries.Count;
+}
