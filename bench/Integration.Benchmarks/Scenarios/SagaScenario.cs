@@ -59,6 +59,22 @@ sealed class CounterConsumer(SagaBenchDbContext db) : IConsumer<SagaHit>
     }
 }
 
+/// <summary>
+/// The second baseline: what a developer writes without a saga when the update depends on the row: read the row with EF
+/// Core, change it, save it (SELECT, then the xmin-checked UPDATE): the saga's own round trips without its machinery.
+/// </summary>
+sealed class ReadThenWriteConsumer(SagaBenchDbContext db) : IConsumer<SagaHit>
+{
+    public async Task Consume(ConsumeContext<SagaHit> context)
+    {
+        var id = context.Message.CorrelationId;
+        var row = await db.Set<BenchSagaState>().SingleOrDefaultAsync(s => s.CorrelationId == id, context.CancellationToken)
+            ?? throw new InvalidOperationException($"no row {id}");
+        row.Hits++;
+        await db.SaveChangesAsync(context.CancellationToken);
+    }
+}
+
 /// <summary>Counts a hit once its whole pipeline finished (the saga committed), whatever retries happened inside.</summary>
 sealed class CommittedHits(Countdown countdown) : IConsumeMessageObserver<SagaHit>
 {
@@ -80,7 +96,7 @@ sealed class CommittedHits(Countdown countdown) : IConsumeMessageObserver<SagaHi
 /// </summary>
 public sealed class SagaScenario : IScenario
 {
-    enum Processor { PlainConsumer, Optimistic, Pessimistic, OptimisticWithTimeline, OptimisticPartitioned }
+    enum Processor { PlainConsumer, ReadThenWrite, Optimistic, Pessimistic, OptimisticWithTimeline, OptimisticPartitioned }
 
     /// <summary>The partitioned case: partition queues <c>bench-saga-p0..p3</c>, 8 events in flight per partition, never two of one instance.</summary>
     const int BenchPartitions = 4;
@@ -111,10 +127,18 @@ public sealed class SagaScenario : IScenario
             var plain = onlyTimeline ? 0 : await Median(context, count, instances, Processor.PlainConsumer);
             if (!onlyTimeline)
                 results.Add(new Result("6 sagas", $"plain consumer, 1 UPDATE, {label}", "throughput", plain, "events/s", Note: note));
+            // The saga reads before it writes, the plain consumer's UPDATE is blind: a consumer that reads then writes (EF Core,
+            // no saga) shows how much of the gap is that read (distinct instances only: on one hot instance it would conflict).
+            var readThenWrite = onlyTimeline || instances == 1 ? 0 : await Median(context, count, instances, Processor.ReadThenWrite);
+            if (readThenWrite > 0)
+                results.Add(new Result("6 sagas", $"consumer, EF read + write (SELECT, UPDATE), {label}", "throughput", readThenWrite, "events/s", "plain consumer", plain, note));
             foreach (var mode in onlyTimeline ? new[] { Processor.Optimistic } : new[] { Processor.Optimistic, Processor.Pessimistic })
             {
                 var rate = await Median(context, count, instances, mode);
                 results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "plain consumer", plain, note));
+                if (readThenWrite > 0)
+                    results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "EF read + write consumer", readThenWrite,
+                        "the same two statements without the saga: the saga's own cost"));
                 // The operations timeline (AddSaga): one more row per event, in the saga's transaction.
                 if (mode == Processor.Optimistic && instances > 1)
                 {
@@ -223,6 +247,8 @@ public sealed class SagaScenario : IScenario
         {
             if (processor == Processor.PlainConsumer)
                 x.AddConsumer<CounterConsumer>().ExcludeFromConfigureEndpoints();
+            else if (processor == Processor.ReadThenWrite)
+                x.AddConsumer<ReadThenWriteConsumer>().ExcludeFromConfigureEndpoints();
             else
                 x.AddSagaStateMachine<BenchSagaMachine, BenchSagaState>().PostgresRepository<SagaBenchDbContext>(o =>
                 {
@@ -258,6 +284,8 @@ public sealed class SagaScenario : IScenario
                 {
                     if (processor == Processor.PlainConsumer)
                         e.ConfigureConsumer<CounterConsumer>(registration);
+                    else if (processor == Processor.ReadThenWrite)
+                        e.ConfigureConsumer<ReadThenWriteConsumer>(registration);
                     else
                         e.ConfigureSaga<BenchSagaState>(registration);
                 });
