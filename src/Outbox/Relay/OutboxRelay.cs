@@ -210,6 +210,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             return true;
         }
 
+        var previousFull = _lastBatchFull;
         _lastBatchFull = messages.Count >= settings.BatchSize;
 
         // Every transaction's claimed messages as one chain, in write order (RETURNING has no order of its own).
@@ -284,7 +285,10 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             throw new OutboxDeliveryException($"{failedTransactions} of {chains.Count} outbox transaction(s) could not be delivered: {firstError}");
         }
 
-        return true;
+        // Claim again at once after a full batch (more may wait) or one that followed a full batch (a transaction it cut may
+        // now be claimable). After a partial batch the relay has drained what it could claim: it waits for the next wake-up
+        // (a commit during this batch has already released it) instead of sending a claim that finds nothing.
+        return _lastBatchFull || previousFull;
     }
 
     /// <summary>
