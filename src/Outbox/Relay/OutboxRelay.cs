@@ -394,14 +394,22 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
                 send.CorrelationId = correlation;
         }
 
-        if (message.Destination is null)
-            await bus.Publish(body, type, Pipe.Execute<PublishContext>(Stamp), timeoutSource.Token).ConfigureAwait(false);
-        else
-            await (await bus.GetSendEndpoint(new Uri(message.Destination)).ConfigureAwait(false))
-                .Send(body, type, Pipe.Execute<SendContext>(Stamp), timeoutSource.Token).ConfigureAwait(false);
+        // Bounded also where the token is not observed (a send waiting on a connection being recovered after a broker node
+        // died): a send that outlives its timeout counts as failed and is retried with the same MessageId after the lease,
+        // so a late confirm can cause a duplicate (which the inbox absorbs), never a stalled relay.
+        var sending = message.Destination is null
+            ? bus.Publish(body, type, Pipe.Execute<PublishContext>(Stamp), timeoutSource.Token)
+            : SendToAsync(message.Destination, body, type, Stamp, timeoutSource.Token);
+        await sending.WaitAsync(timeout + TimeSpan.FromSeconds(1), time).ConfigureAwait(false);
 
         metrics.Delivered.Add(1);
         metrics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds);
+    }
+
+    async Task SendToAsync(string destination, object body, Type type, Action<SendContext> stamp, CancellationToken cancellationToken)
+    {
+        var endpoint = await bus.GetSendEndpoint(new Uri(destination)).ConfigureAwait(false);
+        await endpoint.Send(body, type, Pipe.Execute(stamp), cancellationToken).ConfigureAwait(false);
     }
 
     async Task HousekeepingAsync(OutboxOptions settings, CancellationToken cancellationToken)
