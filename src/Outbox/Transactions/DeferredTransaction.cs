@@ -390,7 +390,12 @@ sealed class DeferredTransactionInterceptor : DbCommandInterceptor, ISaveChanges
     /// </summary>
     void BeforeSaveOutsideUnit(DbContext? db)
     {
-        if (db is null || db.Database.CurrentTransaction is not null || db.Database.AutoTransactionBehavior != AutoTransactionBehavior.WhenNeeded
+        if (db is null)
+            return;
+        // A previous save that ended without its completion event (an interceptor after this one threw) must not leave
+        // the context without EF Core's own transaction: every save decides again.
+        AfterSave(db);
+        if (db.Database.CurrentTransaction is not null || db.Database.AutoTransactionBehavior != AutoTransactionBehavior.WhenNeeded
             || !db.ChangeTracker.Entries<Model.OutboxMessage>().Any(e => e.State == EntityState.Added) || !DeferredTransaction.FitsOneCommand(db))
             return;
         db.Database.AutoTransactionBehavior = AutoTransactionBehavior.Never;
