@@ -1,5 +1,6 @@
 using Integration.Outbox.Model;
 using Integration.Outbox.Relay;
+using Integration.Outbox.Transactions;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -110,16 +111,7 @@ sealed partial class InboxFilter<TMessage>(OutboxDbContext db, OutboxMetrics met
             await next.Send(context).ConfigureAwait(false);
             // No savepoint around the save: a failure rolls the whole transaction back (inbox row included) anyway, and
             // EF Core's SAVEPOINT and RELEASE were two round trips of their own on every message.
-            var savepoints = database.AutoSavepointsEnabled;
-            database.AutoSavepointsEnabled = false;
-            try
-            {
-                await db.Context.SaveChangesAsync(context.CancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                database.AutoSavepointsEnabled = savepoints;
-            }
+            await db.Context.SaveWithoutSavepointAsync(context.CancellationToken).ConfigureAwait(false);
 
             await transaction.CommitAsync(context.CancellationToken).ConfigureAwait(false);
         }).ConfigureAwait(false);

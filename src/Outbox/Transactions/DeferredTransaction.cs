@@ -96,24 +96,8 @@ sealed class DeferredTransaction : IAsyncDisposable
             await Transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// Saves inside the transaction without EF Core's automatic <c>SAVEPOINT</c>/<c>RELEASE</c> (two round trips of their own):
-    /// a failed save ends the unit of work, which rolls the whole transaction back anyway.
-    /// </summary>
-    internal async Task SaveWithoutSavepointAsync(CancellationToken cancellationToken)
-    {
-        var database = Db.Database;
-        var savepoints = database.AutoSavepointsEnabled;
-        database.AutoSavepointsEnabled = false;
-        try
-        {
-            await Db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            database.AutoSavepointsEnabled = savepoints;
-        }
-    }
+    /// <summary>Saves inside the transaction without EF Core's automatic savepoint (<see cref="Savepoints.SaveWithoutSavepointAsync"/>).</summary>
+    internal Task SaveWithoutSavepointAsync(CancellationToken cancellationToken) => Db.SaveWithoutSavepointAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -183,11 +167,15 @@ sealed class DeferredTransaction : IAsyncDisposable
         }
     }
 
-    bool FitsOneCommand() => FitsOneCommand(Db);
+    bool FitsOneCommand() => FitsOneCommand(Db, out _);
 
-    /// <summary>True when EF Core certainly writes <paramref name="db"/>'s tracked changes in one command.</summary>
-    internal static bool FitsOneCommand(DbContext db)
+    /// <summary>
+    /// True when EF Core certainly writes <paramref name="db"/>'s tracked changes in one command; one pass over the entries,
+    /// which also tells whether outbox rows are among them.
+    /// </summary>
+    internal static bool FitsOneCommand(DbContext db, out bool writesOutbox)
     {
+        writesOutbox = false;
         var entries = 0;
         var commands = 0;
         foreach (var entry in db.ChangeTracker.Entries())
@@ -196,6 +184,7 @@ sealed class DeferredTransaction : IAsyncDisposable
                 continue;
             entries++;
             commands += Math.Max(1, entry.Metadata.GetTableMappings().Count());
+            writesOutbox |= entry.State == EntityState.Added && entry.Entity is Model.OutboxMessage;
         }
 
         var maxBatchSize = db.GetService<IDbContextOptions>().Extensions.OfType<RelationalOptionsExtension>().FirstOrDefault()?.MaxBatchSize ?? 1000;
@@ -279,60 +268,59 @@ sealed class DeferredTransactionInterceptor : DbCommandInterceptor, ISaveChanges
 
     DeferredTransaction? UnitOf(DbContext? db) => db is not null && _units.TryGetValue(db, out var unit) ? unit : null;
 
-    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    /// <summary>Every command of a DbContext passes here (reader, non-query and scalar alike).</summary>
+    void BeforeCommand(DbCommand command, CommandEventData eventData)
     {
         if (UnitOf(eventData.Context) is { } unit)
             unit.BeforeCommand(command);
         else
             BeforeCommandOutsideUnit(eventData.Context);
+    }
+
+    ValueTask BeforeCommandAsync(DbCommand command, CommandEventData eventData, CancellationToken cancellationToken)
+    {
+        if (UnitOf(eventData.Context) is { } unit)
+            return unit.BeforeCommandAsync(command, cancellationToken);
+        BeforeCommandOutsideUnit(eventData.Context);
+        return ValueTask.CompletedTask;
+    }
+
+    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    {
+        BeforeCommand(command, eventData);
         return result;
     }
 
     public override async ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData,
         InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
     {
-        if (UnitOf(eventData.Context) is { } unit)
-            await unit.BeforeCommandAsync(command, cancellationToken).ConfigureAwait(false);
-        else
-            BeforeCommandOutsideUnit(eventData.Context);
+        await BeforeCommandAsync(command, eventData, cancellationToken).ConfigureAwait(false);
         return result;
     }
 
     public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
     {
-        if (UnitOf(eventData.Context) is { } unit)
-            unit.BeforeCommand(command);
-        else
-            BeforeCommandOutsideUnit(eventData.Context);
+        BeforeCommand(command, eventData);
         return result;
     }
 
     public override async ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData,
         InterceptionResult<int> result, CancellationToken cancellationToken = default)
     {
-        if (UnitOf(eventData.Context) is { } unit)
-            await unit.BeforeCommandAsync(command, cancellationToken).ConfigureAwait(false);
-        else
-            BeforeCommandOutsideUnit(eventData.Context);
+        await BeforeCommandAsync(command, eventData, cancellationToken).ConfigureAwait(false);
         return result;
     }
 
     public override InterceptionResult<object> ScalarExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<object> result)
     {
-        if (UnitOf(eventData.Context) is { } unit)
-            unit.BeforeCommand(command);
-        else
-            BeforeCommandOutsideUnit(eventData.Context);
+        BeforeCommand(command, eventData);
         return result;
     }
 
     public override async ValueTask<InterceptionResult<object>> ScalarExecutingAsync(DbCommand command, CommandEventData eventData,
         InterceptionResult<object> result, CancellationToken cancellationToken = default)
     {
-        if (UnitOf(eventData.Context) is { } unit)
-            await unit.BeforeCommandAsync(command, cancellationToken).ConfigureAwait(false);
-        else
-            BeforeCommandOutsideUnit(eventData.Context);
+        await BeforeCommandAsync(command, eventData, cancellationToken).ConfigureAwait(false);
         return result;
     }
 
@@ -396,7 +384,7 @@ sealed class DeferredTransactionInterceptor : DbCommandInterceptor, ISaveChanges
         // the context without EF Core's own transaction: every save decides again.
         AfterSave(db);
         if (db.Database.CurrentTransaction is not null || db.Database.AutoTransactionBehavior != AutoTransactionBehavior.WhenNeeded
-            || !db.ChangeTracker.Entries<Model.OutboxMessage>().Any(e => e.State == EntityState.Added) || !DeferredTransaction.FitsOneCommand(db))
+            || !DeferredTransaction.FitsOneCommand(db, out var writesOutbox) || !writesOutbox)
             return;
         db.Database.AutoTransactionBehavior = AutoTransactionBehavior.Never;
         _implicitSaves.AddOrUpdate(db, new ImplicitSave());
@@ -455,4 +443,27 @@ static class DeferredTransactions
     }
 
     sealed class Marker<TDbContext>;
+}
+
+/// <summary>EF Core's automatic savepoint, off for one save.</summary>
+static class Savepoints
+{
+    /// <summary>
+    /// Saves without the <c>SAVEPOINT</c>/<c>RELEASE</c> EF Core puts around a save inside a transaction (two round trips
+    /// of their own): for units of work where a failed save ends the unit and rolls the whole transaction back anyway.
+    /// </summary>
+    internal static async Task SaveWithoutSavepointAsync(this DbContext db, CancellationToken cancellationToken)
+    {
+        var database = db.Database;
+        var savepoints = database.AutoSavepointsEnabled;
+        database.AutoSavepointsEnabled = false;
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            database.AutoSavepointsEnabled = savepoints;
+        }
+    }
 }

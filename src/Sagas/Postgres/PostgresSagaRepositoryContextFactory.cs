@@ -137,18 +137,7 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
     {
         if (_unit is not null)
             return;   // optimistic mode: the attempt's one save at its end (DeferredTransaction.CompleteAsync)
-
-        var database = _db.Database;
-        var savepoints = database.AutoSavepointsEnabled;
-        database.AutoSavepointsEnabled = false;
-        try
-        {
-            await _db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            database.AutoSavepointsEnabled = savepoints;
-        }
+        await _db.SaveWithoutSavepointAsync(cancellationToken).ConfigureAwait(false);
     }
 
     async Task WithConflictRetries<T>(ConsumeContext<T> context, Func<ConsumeContext<T>, Task> attempt)
