@@ -63,15 +63,10 @@ public sealed class SagaInstanceCache_Specs
         await _database.DisposeAsync();
     }
 
-    async Task<CounterState?> Stored(Guid id)
-    {
-        await using var scope = _provider.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
-            .SingleOrDefaultAsync(s => s.CorrelationId == id);
-    }
+    Task<CounterState?> Stored(Guid id) => StoredCounters.Read(_provider, id);
 
     Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) =>
-        Integration.Testing.Eventually.TrueAsync(async () => condition(await Stored(id)), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50));
+        StoredCounters.Eventually(_provider, condition, id, TimeSpan.FromMilliseconds(50));
 
     [Test]
     public async Task When_an_instance_is_cached_should_update_it_without_reading_it()

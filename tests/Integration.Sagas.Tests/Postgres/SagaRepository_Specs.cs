@@ -90,15 +90,10 @@ public abstract class SagaRepository_Specs<TMode>
         await _database.DisposeAsync();
     }
 
-    async Task<CounterState?> Stored(Guid id)
-    {
-        await using var scope = _provider.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
-            .SingleOrDefaultAsync(s => s.CorrelationId == id);
-    }
+    Task<CounterState?> Stored(Guid id) => StoredCounters.Read(_provider, id);
 
     Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) =>
-        Integration.Testing.Eventually.TrueAsync(async () => condition(await Stored(id)), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+        StoredCounters.Eventually(_provider, condition, id, TimeSpan.FromMilliseconds(100));
 
     [Test]
     public async Task When_an_event_starts_an_instance_should_store_it_in_its_state()
@@ -315,3 +310,17 @@ public sealed class Optimistic_saga_repository : SagaRepository_Specs<Optimistic
 
 [TestFixture]
 public sealed class Pessimistic_saga_repository : SagaRepository_Specs<PessimisticMode>;
+
+/// <summary>The specs' reads of a stored counter (tagged, so <see cref="RoundTrips"/> does not count them).</summary>
+static class StoredCounters
+{
+    public static async Task<CounterState?> Read(IServiceProvider provider, Guid id)
+    {
+        await using var scope = provider.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
+            .SingleOrDefaultAsync(s => s.CorrelationId == id);
+    }
+
+    public static Task<bool> Eventually(IServiceProvider provider, Func<CounterState?, bool> condition, Guid id, TimeSpan poll) =>
+        Integration.Testing.Eventually.TrueAsync(async () => condition(await Read(provider, id)), TimeSpan.FromSeconds(30), poll);
+}
