@@ -21,6 +21,17 @@ public sealed class OutboxOptions
     /// <summary>Transactions of a batch in flight at once (each one's messages stay in order: the next is sent after the previous one's confirm).</summary>
     public int DeliveryConcurrency { get; set; } = 100;
 
+    /// <summary>
+    /// Send what this process commits straight from memory right after the commit (no claim statement, no NOTIFY round
+    /// trip): the rows are written leased to this relay, which marks them delivered after the confirms. Whatever it does not
+    /// deliver (a failed send, a crash) the claims deliver: after 2 s, or after <see cref="LockDuration"/> for a crash. Off:
+    /// every message is claimed from the table.
+    /// </summary>
+    public bool DirectDelivery { get; set; } = true;
+
+    /// <summary>Messages waiting for direct delivery at most; further commits are claimed from the table until the queue drains.</summary>
+    public int DirectDeliveryLimit { get; set; } = 2000;
+
     /// <summary>How long a claim lasts; a relay that dies loses its claims after this.</summary>
     public TimeSpan LockDuration { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -47,6 +58,7 @@ public sealed class OutboxOptions
         if (PollInterval <= TimeSpan.Zero) yield return $"{section}:PollInterval must be positive, not {PollInterval}";
         if (BatchSize is < 1 or > 10_000) yield return $"{section}:BatchSize must be 1 to 10000, not {BatchSize}";
         if (DeliveryConcurrency is < 1 or > 256) yield return $"{section}:DeliveryConcurrency must be 1 to 256, not {DeliveryConcurrency}";
+        if (DirectDeliveryLimit is < 1 or > 1_000_000) yield return $"{section}:DirectDeliveryLimit must be 1 to 1000000, not {DirectDeliveryLimit}";
         if (LockDuration <= SendTimeout) yield return $"{section}:LockDuration ({LockDuration}) must be longer than SendTimeout ({SendTimeout})";
         if (RetentionPeriod < TimeSpan.Zero) yield return $"{section}:RetentionPeriod must not be negative";
         if (InboxRetention < TimeSpan.Zero) yield return $"{section}:InboxRetention must not be negative";

@@ -50,6 +50,101 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_this_process_commits_should_send_directly_without_a_claim_or_a_notify()
+    {
+        var delivered = new System.Collections.Concurrent.ConcurrentBag<(object? Scope, string? Path)>();
+        using var meters = new System.Diagnostics.Metrics.MeterListener();
+        meters.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
+                l.EnableMeasurementEvents(instrument);
+        };
+        meters.SetMeasurementEventCallback<long>((instrument, _, tags, _) =>
+        {
+            string? path = null;
+            foreach (var tag in tags)
+                path = tag.Key == "integration.outbox.delivery" ? tag.Value as string : path;
+            delivered.Add((instrument.Meter.Scope, path));
+        });
+        meters.Start();
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        var scope = host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        await using var listener = await OutboxListener.StartAsync(_database.ConnectionString);
+
+        var ids = new List<Guid>();
+        for (var t = 0; t < 5; t++)
+            ids.AddRange(await host.WriteAsync(2, start: t * 2));
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey), 10), Is.True, "not delivered");
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL OR lock_token IS NOT NULL").Result == 0),
+            Is.True, "the direct deliveries must be marked delivered and their lease cleared");
+        await listener.WaitAsync(TimeSpan.FromMilliseconds(300));
+        Assert.Multiple(() =>
+        {
+            Assert.That(delivered.Where(d => ReferenceEquals(d.Scope, scope)).Select(d => d.Path), Is.EqualTo(Enumerable.Repeat("direct", 10)),
+                "this process's commits are sent from memory, not claimed from the table");
+            Assert.That(listener.Count, Is.Zero, "rows leased to this relay need no NOTIFY: no other relay may claim them");
+            var numbers = host.Received.InOrder.Select(r => r.Message.Number).ToList();
+            for (var t = 0; t < 5; t++)
+                Assert.That(numbers.Where(n => n / 2 == t), Is.EqualTo(new[] { t * 2, t * 2 + 1 }), $"transaction {t}'s messages in write order");
+        });
+    }
+
+    [Test]
+    public async Task When_a_rollback_to_a_savepoint_drops_a_message_should_send_only_what_committed()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        Guid kept, dropped;
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+            var outbox = scope.ServiceProvider.GetRequiredService<IOutbox>();
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            kept = outbox.Publish(new WidgetCreated(Guid.NewGuid(), "kept", 1));
+            await db.SaveChangesAsync();
+            await transaction.CreateSavepointAsync("before");
+            dropped = outbox.Publish(new WidgetCreated(Guid.NewGuid(), "dropped", 2));
+            await db.SaveChangesAsync();
+            await transaction.RollbackToSavepointAsync("before");
+            await transaction.CommitAsync();
+        }
+
+        var marker = await host.WriteAsync(1, start: 3);
+
+        Assert.That(await Until(() => host.Received.ByMessageId.ContainsKey(marker[0]) && host.Received.ByMessageId.ContainsKey(kept)), Is.True, "not delivered");
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Assert.Multiple(async () =>
+        {
+            Assert.That(host.Received.ByMessageId.ContainsKey(dropped), Is.False, "a message rolled back to its savepoint reached the broker");
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.EqualTo(2));
+        });
+    }
+
+    [Test]
+    public async Task When_a_relay_stops_before_its_direct_sends_went_out_should_leave_them_to_another_relay_at_once()
+    {
+        await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
+        await using var proxy = TcpProxy.Start(_broker.Host, _broker.Port);
+        List<Guid> ids;
+        await using (var stopped = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port))
+        {
+            var first = await stopped.WriteAsync(1);
+            Assert.That(await Until(() => consumer.Received.ByMessageId.ContainsKey(first[0])), Is.True, "precondition: delivery through the proxy");
+            proxy.Disconnect();
+            ids = await stopped.WriteAsync(3, start: 1);
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+            Assert.That(await stopped.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages WHERE delivered_at IS NULL AND lock_token IS NOT NULL"),
+                Is.EqualTo(3), "precondition: the commit is leased to the stopping relay, its sends waiting for the broker");
+        }
+
+        await using var other = await OutboxHost.StartAsync(_broker, _database);
+
+        Assert.That(await Until(() => ids.All(consumer.Received.ByMessageId.ContainsKey), 30), Is.True,
+            "released at the stop, the other relay must deliver them without waiting for the 60 s lease");
+        Assert.That(consumer.Received.InOrder.Where(r => r.Message.Number > 0).Select(r => r.Message.Number), Is.EqualTo(new[] { 1, 2, 3 }));
+    }
+
+    [Test]
     public async Task When_the_DbContext_is_registered_after_the_outbox_should_still_wake_the_relay_at_the_commit()
     {
         await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, dbContextAfterOutbox: true);

@@ -63,6 +63,8 @@ public sealed class OutboxMessage
 
     /// <summary>When the broker confirmed it.</summary>
     public DateTimeOffset? DeliveredAt { get; set; }
+
+    internal OutboxMessage Copy() => (OutboxMessage)MemberwiseClone();
 }
 
 /// <summary>Adds the outbox tables to a user's model.</summary>

@@ -35,6 +35,12 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     DateTimeOffset _nextCleanup = DateTimeOffset.MinValue;
     OutboxTables? _tables;
 
+    TimeProvider Time => time;
+    ILogger Logger => logger;
+    OutboxMetrics Metrics => metrics;
+    OutboxNotifyInterceptor Commits => commits;
+    IServiceScopeFactory Scopes => scopes;
+
     /// <summary>Wakes the relay now (used by tests and by the listener).</summary>
     public void Wake()
     {
@@ -61,6 +67,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             var db = scope.ServiceProvider.GetService<TDbContext>()
                 ?? throw new InvalidOperationException($"AddIntegrationOutbox<{name}>: {name} is not registered; call services.AddDbContext<{name}>(...)");
             _tables = OutboxTables.Of(db);
+            NoteDatabase(db);
             var interceptors = db.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.Interceptors ?? [];
             if (!interceptors.Contains(commits))
             {
@@ -79,6 +86,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         var settings = options.Value;
         if (!settings.RunRelay)
             return;
+        // This process's own commits, sent from memory (no claim); the claims deliver everything else and whatever that misses.
+        // Taken from the start (the first await comes after the relay is attached), sent once the bus is up.
+        var direct = settings.DirectDelivery ? DirectLoopAsync(settings, stoppingToken) : Task.CompletedTask;
         await WaitForBusAsync(stoppingToken).ConfigureAwait(false);
         commits.Committed += Wake; // commits in this process wake it directly; other processes' by NOTIFY
         try
@@ -88,6 +98,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         finally
         {
             commits.Committed -= Wake;
+            await direct.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 
@@ -238,7 +249,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             try
             {
                 for (; sent < chain.Count; sent++)
-                    await SendAsync(chain[sent], settings.SendTimeout, cancellationToken).ConfigureAwait(false);
+                    await SendAsync(chain[sent], settings.SendTimeout, cancellationToken, direct: false).ConfigureAwait(false);
             }
             catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
@@ -367,7 +378,9 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         return type;
     }
 
-    async Task SendAsync(OutboxMessage message, TimeSpan timeout, CancellationToken cancellationToken)
+    static readonly KeyValuePair<string, object?> DirectTag = new("integration.outbox.delivery", "direct"), ClaimedTag = new("integration.outbox.delivery", "claimed");
+
+    async Task SendAsync(OutboxMessage message, TimeSpan timeout, CancellationToken cancellationToken, bool direct)
     {
         var type = (_types.TryGetValue(message.MessageType, out var known) ? known : Resolve(message.MessageType))
             ?? throw new OutboxDeliveryException($"Outbox message {message.MessageId}: type '{message.MessageType}' cannot be loaded in this process");
@@ -400,10 +413,10 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
         var sending = message.Destination is null
             ? bus.Publish(body, type, Pipe.Execute<PublishContext>(Stamp), timeoutSource.Token)
             : SendToAsync(message.Destination, body, type, Stamp, timeoutSource.Token);
-        await sending.WaitAsync(timeout + TimeSpan.FromSeconds(1), time).ConfigureAwait(false);
+        await sending.WaitAsync(timeout + TimeSpan.FromSeconds(1), time, cancellationToken).ConfigureAwait(false);
 
-        metrics.Delivered.Add(1);
-        metrics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds);
+        metrics.Delivered.Add(1, direct ? DirectTag : ClaimedTag);
+        metrics.CommitToSend.Record((time.GetUtcNow() - message.CreatedAt).TotalMilliseconds, direct ? DirectTag : ClaimedTag);
     }
 
     async Task SendToAsync(string destination, object body, Type type, Action<SendContext> stamp, CancellationToken cancellationToken)
@@ -491,6 +504,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     public override void Dispose()
     {
         _wake.Dispose();
+        _directMarkSignal.Dispose();
         base.Dispose();
     }
 

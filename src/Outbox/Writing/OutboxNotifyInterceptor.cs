@@ -29,11 +29,10 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// <summary>The LISTEN/NOTIFY channel.</summary>
     public const string Channel = "integration_outbox";
 
-    static readonly object Marker = new();
-
-    readonly ConditionalWeakTable<DbContext, object> _saving = [];
+    readonly ConditionalWeakTable<DbContext, PendingCommit> _pending = [];
     readonly ConditionalWeakTable<DbTransaction, DbContext> _uncommitted = [];
     readonly ConcurrentDictionary<string, Notifier> _notifiers = new(StringComparer.Ordinal);
+    IDirectDelivery[] _direct = [];
 
     /// <summary>Raised after outbox messages were committed by a DbContext using this interceptor (relays in this process listen).</summary>
     public event Action? Committed;
@@ -75,8 +74,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context)
-            _saving.Remove(context);
+        SaveFailed(eventData.Context);
         return base.SaveChangesFailedAsync(eventData, cancellationToken);
     }
 
@@ -84,8 +82,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     public override void SaveChangesFailed(DbContextErrorEventData eventData)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is { } context)
-            _saving.Remove(context);
+        SaveFailed(eventData.Context);
         base.SaveChangesFailed(eventData);
     }
 
@@ -127,20 +124,101 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         _notifiers.Clear();
     }
 
+    /// <summary>A relay in this process takes the commits of its DbContext directly (<see cref="IDirectDelivery"/>).</summary>
+    internal void Attach(IDirectDelivery relay)
+    {
+        lock (_notifiers)
+            _direct = [.. _direct, relay];
+    }
+
+    internal void Detach(IDirectDelivery relay)
+    {
+        lock (_notifiers)
+            _direct = [.. _direct.Where(r => !ReferenceEquals(r, relay))];
+    }
+
+    /// <summary>
+    /// Before a save: notes its new outbox rows. The first save of a commit decides whether the commit goes to a relay of
+    /// this process directly: then its rows are written leased to that relay (so no other relay claims them while it sends
+    /// them), and every later save in the same database transaction does the same (one transaction never takes two paths).
+    /// </summary>
     void Saving(DbContext? context)
     {
-        if (context is not null && context.ChangeTracker.Entries<OutboxMessage>().Any(e => e.State == EntityState.Added))
-            _saving.AddOrUpdate(context, Marker);
+        if (context is null)
+            return;
+        List<OutboxMessage>? added = null;
+        foreach (var entry in context.ChangeTracker.Entries<OutboxMessage>())
+        {
+            if (entry.State == EntityState.Added)
+                (added ??= []).Add(entry.Entity);
+        }
+
+        if (added is null)
+            return;
+        var transaction = context.Database.CurrentTransaction?.GetDbTransaction();
+        if (!_pending.TryGetValue(context, out var pending) || pending.Transaction is null || !ReferenceEquals(pending.Transaction, transaction))
+        {
+            pending = new PendingCommit();
+            foreach (var relay in Volatile.Read(ref _direct))
+            {
+                if (relay.TryLease(context, out pending.Token, out pending.LeasedUntil))
+                {
+                    pending.Relay = relay;
+                    break;
+                }
+            }
+
+            _pending.AddOrUpdate(context, pending);
+        }
+
+        foreach (var message in added)
+        {
+            if (pending.Relay is not null)
+            {
+                message.LockToken = pending.Token;
+                message.LockedUntil = pending.LeasedUntil;
+                message.Attempts = 1;
+            }
+            else if (message.LockToken is not null)
+            {
+                // Leased by an earlier attempt of this save that failed: this attempt goes through the claim.
+                message.LockToken = null;
+                message.LockedUntil = null;
+                message.Attempts = 0;
+            }
+        }
+
+        pending.Saving = added;
     }
 
     void Saved(DbContext? context)
     {
-        if (context is null || !_saving.Remove(context))
+        if (context is null || !_pending.TryGetValue(context, out var pending) || pending.Saving is null)
             return;
+        pending.Messages.AddRange(pending.Saving);
+        pending.Saving = null;
         if (context.Database.CurrentTransaction is { } open)
-            _uncommitted.AddOrUpdate(open.GetDbTransaction(), context); // the caller's transaction: wait for its commit
+        {
+            // The caller's transaction: wait for its commit.
+            pending.Transaction = open.GetDbTransaction();
+            _uncommitted.AddOrUpdate(pending.Transaction, context);
+        }
         else
-            Wake(context); // EF Core's own transaction has committed
+        {
+            // EF Core's own transaction, or the one command's implicit one, has committed.
+            _pending.Remove(context);
+            HandOver(context, pending);
+        }
+    }
+
+    void SaveFailed(DbContext? context)
+    {
+        if (context is not null && _pending.TryGetValue(context, out var pending))
+        {
+            pending.Saving = null;
+            if (pending.Messages.Count == 0)
+                _pending.Remove(context);
+        }
     }
 
     void TransactionEnded(DbTransaction transaction, bool committed)
@@ -148,8 +226,44 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         if (transaction is null || !_uncommitted.TryGetValue(transaction, out var context))
             return;
         _uncommitted.Remove(transaction);
+        if (!_pending.TryGetValue(context, out var pending) || !ReferenceEquals(pending.Transaction, transaction))
+            return;
+        _pending.Remove(context);
         if (committed)
+            HandOver(context, pending);
+    }
+
+    /// <summary>
+    /// A rollback to a savepoint may have taken some of the transaction's outbox rows with it: which ones is not known here,
+    /// so the relay checks which rows exist before it sends them directly.
+    /// </summary>
+    void RolledBackToSavepoint(DbTransaction transaction)
+    {
+        if (transaction is not null && _uncommitted.TryGetValue(transaction, out var context) && _pending.TryGetValue(context, out var pending))
+            pending.Verify = true;
+    }
+
+    void IDbTransactionInterceptor.RolledBackToSavepoint(DbTransaction transaction, TransactionEventData eventData) => RolledBackToSavepoint(transaction);
+
+    Task IDbTransactionInterceptor.RolledBackToSavepointAsync(DbTransaction transaction, TransactionEventData eventData, CancellationToken cancellationToken)
+    {
+        RolledBackToSavepoint(transaction);
+        return Task.CompletedTask;
+    }
+
+    void HandOver(DbContext context, PendingCommit pending)
+    {
+        if (pending.Relay is null)
+        {
             Wake(context);
+            return;
+        }
+
+        // Copies: the DbContext may change its tracked entities after this; the relay sends what was committed.
+        var messages = new OutboxMessage[pending.Messages.Count];
+        for (var i = 0; i < messages.Length; i++)
+            messages[i] = pending.Messages[i].Copy();
+        pending.Relay.Deliver(messages, pending.Verify);
     }
 
     void Wake(DbContext context)
@@ -160,6 +274,18 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         // Keyed by the connection string as the connection shows it (after its first open, without the password): one
         // dictionary lookup per commit, no parsing.
         _notifiers.GetOrAdd(connection.ConnectionString, static (_, source) => new Notifier(source), connection).Raise();
+    }
+
+    /// <summary>The outbox rows of one commit in the making, and whether a relay of this process takes them directly.</summary>
+    sealed class PendingCommit
+    {
+        public readonly List<OutboxMessage> Messages = [];
+        public List<OutboxMessage>? Saving;
+        public IDirectDelivery? Relay;
+        public Guid Token;
+        public DateTimeOffset LeasedUntil;
+        public DbTransaction? Transaction;
+        public bool Verify;
     }
 
     /// <summary>Sends coalesced NOTIFYs on a connection of its own.</summary>
