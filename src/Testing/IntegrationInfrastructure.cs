@@ -192,6 +192,7 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
             throw;
         }
 
+        _vhosts.TryAdd(vhost, 0);
         return new TestBroker(this, vhost);
     }
 
@@ -204,6 +205,7 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         await using (var command = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", connection))
             await command.ExecuteNonQueryAsync().ConfigureAwait(false);
         var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString) { Database = name };
+        _databases.TryAdd(name, 0);
         return new TestDatabase(this, name, builder.ConnectionString);
     }
 
@@ -214,11 +216,13 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
         await connection.OpenAsync().ConfigureAwait(false);
         await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", connection);
         await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+        _databases.TryRemove(name, out _);
     }
 
     internal async Task DeleteVirtualHostAsync(string vhost)
     {
         using var response = await ManagementRequest(HttpMethod.Delete, $"api/vhosts/{Uri.EscapeDataString(vhost)}").ConfigureAwait(false);
+        _vhosts.TryRemove(vhost, out _);
     }
 
     /// <summary>Calls the RabbitMQ management API with the broker's credentials.</summary>
@@ -236,10 +240,34 @@ public sealed class IntegrationInfrastructure : IAsyncDisposable
 
     static string Redact(Uri uri) => new UriBuilder(uri) { Password = uri.UserInfo.Contains(':') ? "***" : "" }.Uri.ToString();
 
-    /// <summary>Stops the containers this instance started.</summary>
+    /// <summary>
+    /// Removes the virtual hosts and databases a test created and did not dispose (a spec that failed half-way, a harness
+    /// that threw while starting), then stops the containers this instance started.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
+        if (!_vhosts.IsEmpty || !_databases.IsEmpty)
+            Console.Error.WriteLine($"[integration] removing {_vhosts.Count} virtual host(s) and {_databases.Count} database(s) the tests did not dispose");
+        foreach (var vhost in _vhosts.Keys)
+            await IgnoreFailure(DeleteVirtualHostAsync(vhost)).ConfigureAwait(false);
+        foreach (var database in _databases.Keys)
+            await IgnoreFailure(DropDatabaseAsync(database)).ConfigureAwait(false);
         foreach (var container in _containers)
             await container.DisposeAsync().ConfigureAwait(false);
+    }
+
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _vhosts = new(StringComparer.Ordinal);
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _databases = new(StringComparer.Ordinal);
+
+    static async Task IgnoreFailure(Task cleanup)
+    {
+        try
+        {
+            await cleanup.ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is HttpRequestException or NpgsqlException or TaskCanceledException)
+        {
+            // The services may already be gone at the end of a run: nothing left to clean.
+        }
     }
 }

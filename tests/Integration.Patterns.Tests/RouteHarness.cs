@@ -123,40 +123,41 @@ public sealed class RouteHarness<TOut> : IAsyncDisposable
     {
         var harness = new RouteHarness<TOut>(transport);
         await transport.StartAsync();
-        var collection = new ServiceCollection();
-        services?.Invoke(collection);
-        harness._provider = collection
-            .AddMassTransitTestHarness(x =>
-            {
-                x.AddIntegrationRoutes(routes);
-                transport.Use(x, (context, cfg) =>
-                {
-                    configure?.Invoke(cfg);
-                    cfg.ConfigureIntegrationRoutes(context);
-                    foreach (var destination in destinations)
-                    {
-                        var queue = harness._captured.GetOrAdd(destination, _ => new ConcurrentQueue<Captured<TOut>>());
-                        cfg.ReceiveEndpoint(destination, e =>
-                        {
-                            e.ConcurrentMessageLimit = 1; // capture in arrival order (the resequencer specs read it)
-                            capture?.Invoke(e);
-                            e.Handler<TOut>(c =>
-                        {
-                            queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders, c.ReceiveContext.ContentType?.MediaType));
-                            return Task.CompletedTask;
-                        });
-                        });
-                    }
-                });
-            })
-            .BuildServiceProvider(true);
         try
         {
+            var collection = new ServiceCollection();
+            services?.Invoke(collection);
+            harness._provider = collection
+                .AddMassTransitTestHarness(x =>
+                {
+                    x.AddIntegrationRoutes(routes);
+                    transport.Use(x, (context, cfg) =>
+                    {
+                        configure?.Invoke(cfg);
+                        cfg.ConfigureIntegrationRoutes(context);
+                        foreach (var destination in destinations)
+                        {
+                            var queue = harness._captured.GetOrAdd(destination, _ => new ConcurrentQueue<Captured<TOut>>());
+                            cfg.ReceiveEndpoint(destination, e =>
+                            {
+                                e.ConcurrentMessageLimit = 1; // capture in arrival order (the resequencer specs read it)
+                                capture?.Invoke(e);
+                                e.Handler<TOut>(c =>
+                            {
+                                queue.Enqueue(new Captured<TOut>(c.Message, c.Headers, c.ReceiveContext.TransportHeaders, c.ReceiveContext.ContentType?.MediaType));
+                                return Task.CompletedTask;
+                            });
+                            });
+                        }
+                    });
+                })
+                .BuildServiceProvider(true);
             await harness.Harness.Start();
         }
         catch
         {
-            // A spec expecting a start-up failure never sees the harness: release its virtual host here.
+            // A spec expecting a start-up failure (a route that fails validation while the container is built, or at the
+            // bus start) never sees the harness: release its virtual host here.
             await harness.DisposeAsync();
             throw;
         }
