@@ -71,8 +71,8 @@ public static class WolverinePeer
 {
     public const string Schema = "wolverine";
 
-    /// <summary>Messages through each host before its clock starts: Wolverine compiles its handler code (Roslyn) on first use in every new host.</summary>
-    const int WarmUp = 50;
+    /// <summary>Messages through each host before its clock starts, as for ours (Wolverine also compiles its handler code on first use in every new host).</summary>
+    const int WarmUp = LatencyProbe.HostWarmUp;
 
     public static string Name { get; } = "Wolverine " + Version(typeof(IMessageBus));
 

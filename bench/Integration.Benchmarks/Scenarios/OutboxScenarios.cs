@@ -32,10 +32,20 @@ public sealed class BenchDbContext(DbContextOptions<BenchDbContext> options) : D
     }
 }
 
-/// <summary>Consume-side clock: latency from the moment each message's send (or commit) returned.</summary>
-public sealed class LatencyProbe(int count)
+/// <summary>
+/// Consume-side clock: latency from the moment each message's send (or commit) returned. Negative indexes are the host's
+/// warm-up (counted on <see cref="WarmUp"/>, not measured).
+/// </summary>
+public sealed class LatencyProbe(int count, int warmUp = 0)
 {
+    /// <summary>Messages through every host before its clock starts, ours and the peer's alike: the first messages of a new host
+    /// open its database connections and broker channels, declare its exchanges and (the peer) compile its handlers.</summary>
+    public const int HostWarmUp = 50;
+
+    public Countdown WarmUp { get; } = new(warmUp);
+
     readonly long[] _sentAt = new long[count];
+    readonly double[] _latencyMs = new double[count];
 
     public Countdown Done { get; } = new(count);
     public LatencyRecorder Latency { get; } = new(count);
@@ -44,11 +54,26 @@ public sealed class LatencyProbe(int count)
 
     public void Received(int index)
     {
+        if (index < 0)
+        {
+            WarmUp.Signal();
+            return;
+        }
+
         var sent = Volatile.Read(ref _sentAt[index]);
         if (sent != 0)
-            Latency.Record(Stopwatch.GetElapsedTime(sent));
+        {
+            var elapsed = Stopwatch.GetElapsedTime(sent);
+            Latency.Record(elapsed);
+            _latencyMs[index] = elapsed.TotalMilliseconds;
+        }
+
         Done.Signal();
     }
+
+    /// <summary>The slowest messages (index, ms): where in the run the tail happened.</summary>
+    public IEnumerable<(int Index, double Ms)> Slowest(int n) =>
+        _latencyMs.Select((ms, i) => (i, ms)).OrderByDescending(x => x.ms).Take(n);
 }
 
 sealed class ProbeConsumer(LatencyProbe probe) : IConsumer<OutboxBenchMessage>
@@ -85,6 +110,8 @@ public sealed class OutboxScenario : IScenario
     public async Task<IReadOnlyList<Result>> RunAsync(BenchContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        if (Environment.GetEnvironmentVariable("INTEGRATION_BENCH_OUTBOX_ONLY") == "latency")
+            return await LatencyOnly(context);
         var direct = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
         var viaOutbox = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
         var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
@@ -114,21 +141,35 @@ public sealed class OutboxScenario : IScenario
         ];
     }
 
-    static async Task<(double Rate, LatencyRecorder Latency)> Measure(BenchContext context, int count, bool outbox, bool paced)
+    /// <summary>INTEGRATION_BENCH_OUTBOX_ONLY=latency: the paced runs alone, twice each, with the slowest messages and when they happened.</summary>
+    static async Task<IReadOnlyList<Result>> LatencyOnly(BenchContext context)
+    {
+        var count = Math.Min(context.Settings.Count, PacedRate * 10);
+        var results = new List<Result>();
+        for (var round = 0; round < 2; round++)
+        {
+            var direct = await Measure(context, count, outbox: false, paced: true);
+            var viaOutbox = await Measure(context, count, outbox: true, paced: true);
+            foreach (var (name, probe) in new[] { ("direct", direct.Probe), ("outbox", viaOutbox.Probe) })
+                Console.Error.WriteLine($"[bench] {name} slowest: " + string.Join(", ", probe.Slowest(12).Select(x => $"{x.Ms:0.0} ms @ {x.Index / (double)PacedRate:0.00} s")));
+            results.Add(new Result("4 outbox", "commit + direct publish", "commit-to-consume p99", direct.Latency.PercentileMs(99), "ms", Note: $"round {round}"));
+            results.Add(new Result("4 outbox", "outbox", "commit-to-consume p50", viaOutbox.Latency.PercentileMs(50), "ms", "direct p50", direct.Latency.PercentileMs(50), $"round {round}"));
+            results.Add(new Result("4 outbox", "outbox", "commit-to-consume p99", viaOutbox.Latency.PercentileMs(99), "ms", "direct p99", direct.Latency.PercentileMs(99), $"round {round}"));
+        }
+
+        return results;
+    }
+
+    static async Task<(double Rate, LatencyRecorder Latency, LatencyProbe Probe)> Measure(BenchContext context, int count, bool outbox, bool paced)
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-outbox");
         await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_outbox");
-        var probe = new LatencyProbe(count);
+        var probe = new LatencyProbe(count, LatencyProbe.HostWarmUp);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false);
         var bus = host.Services.GetRequiredService<IBus>();
-        using var profile = await Profile.StartAsync(context, database);
-        var stopwatch = Stopwatch.StartNew();
-        var interval = TimeSpan.FromSeconds(1.0 / PacedRate);
-        await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
-        {
-            if (paced && stopwatch.Elapsed < interval * i)
-                await Task.Delay(interval * i - stopwatch.Elapsed);
 
+        async Task Commit(int i)
+        {
             // The same business write in both cases; the only difference is how the message leaves.
             await using var scope = host.Services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<BenchDbContext>();
@@ -137,14 +178,29 @@ public sealed class OutboxScenario : IScenario
             {
                 scope.ServiceProvider.GetRequiredService<IOutbox>().Publish(new OutboxBenchMessage(i));
                 await db.SaveChangesAsync();
-                probe.Sent(i);
+                if (i >= 0)
+                    probe.Sent(i);
             }
             else
             {
                 await db.SaveChangesAsync();
-                probe.Sent(i);
+                if (i >= 0)
+                    probe.Sent(i);
                 await bus.Publish(new OutboxBenchMessage(i));
             }
+        }
+
+        await Pump.RunAsync(LatencyProbe.HostWarmUp, 8, i => Commit(-1 - i));
+        await probe.WarmUp.WaitAsync(TimeSpan.FromMinutes(1), $"{(outbox ? "outbox" : "direct publish")} warm-up");
+
+        using var profile = await Profile.StartAsync(context, database);
+        var stopwatch = Stopwatch.StartNew();
+        var interval = TimeSpan.FromSeconds(1.0 / PacedRate);
+        await Pump.RunAsync(count, paced ? 8 : context.Settings.Concurrency, async i =>
+        {
+            if (paced && stopwatch.Elapsed < interval * i)
+                await Task.Delay(interval * i - stopwatch.Elapsed);
+            await Commit(i);
         });
         Console.Error.WriteLine($"[bench] {(outbox ? "outbox" : "commit + publish")}: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {probe.Done.Count} consumed by then");
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), outbox ? "outbox" : "direct publish");
@@ -154,7 +210,7 @@ public sealed class OutboxScenario : IScenario
         await host.StopAsync();
         if (profile is not null)
             await profile.ReportAsync(outbox ? $"our outbox{(paced ? " (paced)" : "")}" : $"commit + direct publish{(paced ? " (paced)" : "")}", count);
-        return (rate, probe.Latency);
+        return (rate, probe.Latency, probe);
     }
 }
 
@@ -185,9 +241,11 @@ public sealed class InboxScenario : IScenario
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-inbox");
         await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_inbox");
-        var probe = new LatencyProbe(count);
+        var probe = new LatencyProbe(count, LatencyProbe.HostWarmUp);
         using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(WritingConsumer), inbox: inbox);
         var bus = host.Services.GetRequiredService<IBus>();
+        await Pump.RunAsync(LatencyProbe.HostWarmUp, 8, i => bus.Publish(new OutboxBenchMessage(-1 - i)));
+        await probe.WarmUp.WaitAsync(TimeSpan.FromMinutes(1), $"{(inbox ? "with inbox" : "without inbox")} warm-up");
         using var profile = await Profile.StartAsync(context, database);
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => bus.Publish(new OutboxBenchMessage(i)));

@@ -96,7 +96,7 @@ sealed class CommittedHits(Countdown countdown) : IConsumeMessageObserver<SagaHi
 /// </summary>
 public sealed class SagaScenario : IScenario
 {
-    enum Processor { PlainConsumer, ReadThenWrite, Optimistic, Pessimistic, OptimisticWithTimeline, OptimisticPartitioned }
+    enum Processor { PlainConsumer, ReadThenWrite, Optimistic, Pessimistic, OptimisticWithTimeline, OptimisticPartitioned, OptimisticBatchedReads }
 
     /// <summary>The partitioned case: partition queues <c>bench-saga-p0..p3</c>, 8 events in flight per partition, never two of one instance.</summary>
     const int BenchPartitions = 4;
@@ -139,6 +139,16 @@ public sealed class SagaScenario : IScenario
                 if (readThenWrite > 0)
                     results.Add(new Result("6 sagas", $"saga {mode.ToString().ToLowerInvariant()}, {label}", "throughput", rate, "events/s", "EF read + write consumer", readThenWrite,
                         "the same two statements without the saga: the saga's own cost"));
+                // BatchReads: the concurrent events' SELECTs coalesced into one per round trip (each event still its own UPDATE).
+                if (mode == Processor.Optimistic && instances > 1 && !onlyTimeline)
+                {
+                    var batched = await Median(context, count, instances, Processor.OptimisticBatchedReads);
+                    results.Add(new Result("6 sagas", $"saga optimistic, batched reads, {label}", "throughput", batched, "events/s", "plain consumer", plain,
+                        $"{note}; PostgresSagaRepositoryOptions.BatchReads"));
+                    results.Add(new Result("6 sagas", $"saga optimistic, batched reads, {label}", "throughput", batched, "events/s", "EF read + write consumer", readThenWrite,
+                        "the reads coalesced: below the floor of one read per event"));
+                }
+
                 // The operations timeline (AddSaga): one more row per event, in the saga's transaction.
                 if (mode == Processor.Optimistic && instances > 1)
                 {
@@ -260,6 +270,7 @@ public sealed class SagaScenario : IScenario
                     // (the UPDATE's xmin check still guards the row).
                     if (processor == Processor.OptimisticPartitioned)
                         o.InstanceCacheSize = BenchInstanceCache;
+                    o.BatchReads = processor == Processor.OptimisticBatchedReads;
                 }).ExcludeFromConfigureEndpoints();
             x.UsingRabbitMq((registration, cfg) =>
             {

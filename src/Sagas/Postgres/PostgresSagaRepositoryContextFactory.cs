@@ -19,7 +19,7 @@ namespace Integration.Sagas.Postgres;
 /// </summary>
 sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbContext, PostgresSagaRepositoryOptions options, SagasMetrics metrics,
     SagaLockStatements statements, ILogger? logger = null, DeferredTransactionInterceptor? deferredTransactions = null,
-    SagaInstanceCache<TSaga>? cache = null) :
+    SagaInstanceCache<TSaga>? cache = null, SagaReadBatcher<TSaga>? reads = null) :
     ISagaRepositoryContextFactory<TSaga>,
     IQuerySagaRepositoryContextFactory<TSaga>,
     ILoadSagaRepositoryContextFactory<TSaga>
@@ -113,6 +113,14 @@ sealed partial class PostgresSagaRepositoryContextFactory<TSaga>(DbContext dbCon
                     _fromCache = true;
                     return cached;
                 }
+            }
+
+            // Coalesced with the other events' reads, then attached with the row version that read saw.
+            if (_unit is not null && reads?.Properties(_db) is { } properties
+                && !_db.ChangeTracker.Entries<TSaga>().Any(e => e.Entity.CorrelationId == correlationId))
+            {
+                var values = await reads.LoadAsync(correlationId, cancellationToken).ConfigureAwait(false);
+                return values is null ? null : SagaInstanceCache<TSaga>.Attach(_db, correlationId, values, properties);
             }
 
             // Outside the transaction while none has begun: the UPDATE's xmin check guards the row, not the read.

@@ -39,8 +39,20 @@ public sealed class PostgresSagaRepositoryOptions
     /// </summary>
     public int InstanceCacheSize { get; set; }
 
+    /// <summary>
+    /// Coalesce the instance reads of concurrent events (optimistic mode): while one <c>SELECT ... WHERE correlation_id =
+    /// ANY(...)</c> is in flight, the other events' reads wait and go together in the next one, so a prefetch's worth of
+    /// events on distinct instances costs one read, not one each. Each event still writes and commits on its own, guarded
+    /// by the row version it was given (a row changed since fails the <c>xmin</c> check and the event is processed again).
+    /// Default false. Optimistic mode only, and only for sagas mapped to plain columns (no navigations, owned or complex
+    /// types; others read as before).
+    /// </summary>
+    public bool BatchReads { get; set; }
+
     internal IEnumerable<string> Validate()
     {
+        if (BatchReads && ConcurrencyMode != SagaConcurrencyMode.Optimistic)
+            yield return "BatchReads needs ConcurrencyMode Optimistic (pessimistic reads lock the row inside the event's transaction)";
         if (!Enum.IsDefined(ConcurrencyMode))
             yield return $"ConcurrencyMode must be Optimistic or Pessimistic, not {ConcurrencyMode}";
         if (ConflictRetryLimit is < 0 or > 1000)

@@ -60,11 +60,14 @@ public static class PostgresSagaRepositoryRegistrationExtensions
         Integration.Outbox.Transactions.DeferredTransactions.Register<TDbContext>(services);
 
         var cache = options.InstanceCacheSize > 0 ? new SagaInstanceCache<TSaga>(options.InstanceCacheSize) : null;
+        if (options.BatchReads)
+            services.TryAddSingleton(provider => new SagaReadBatcher<TSaga>(provider.GetRequiredService<IServiceScopeFactory>(), typeof(TDbContext)));
 
         PostgresSagaRepositoryContextFactory<TSaga> Create(IServiceProvider provider) =>
             new(provider.GetRequiredService<TDbContext>(), options, provider.GetRequiredService<SagasMetrics>(),
                 provider.GetRequiredService<SagaLockStatements>(), provider.GetService<ILoggerFactory>()?.CreateLogger("Integration.Sagas.Postgres"),
-                provider.GetService<Integration.Outbox.Transactions.DeferredTransactionInterceptor>(), cache);
+                provider.GetService<Integration.Outbox.Transactions.DeferredTransactionInterceptor>(), cache,
+                options.BatchReads ? provider.GetRequiredService<SagaReadBatcher<TSaga>>() : null);
 
         services.RegisterLoadSagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();
         services.RegisterQuerySagaRepository<TSaga, PostgresSagaRepositoryContextFactory<TSaga>>();

@@ -34,16 +34,18 @@ sealed class SagaInstanceCache<TSaga>(int capacity)
     }
 
     /// <summary>Attaches the cached instance to <paramref name="db"/> as unchanged, or returns null when none is cached.</summary>
-    public TSaga? Restore(DbContext db, Guid correlationId)
+    public TSaga? Restore(DbContext db, Guid correlationId) =>
+        !_entries.TryGetValue(correlationId, out var values) || _properties is null ? null : Attach(db, correlationId, values, _properties);
+
+    /// <summary>Attaches an instance with these column values (the row version included) to <paramref name="db"/> as unchanged.</summary>
+    internal static TSaga Attach(DbContext db, Guid correlationId, object?[] values, IProperty[] properties)
     {
-        if (!_entries.TryGetValue(correlationId, out var values) || _properties is null)
-            return null;
         var instance = Activator.CreateInstance<TSaga>();
         instance.CorrelationId = correlationId;
         var entry = db.Attach(instance);
-        for (var i = 0; i < _properties.Length; i++)
+        for (var i = 0; i < properties.Length; i++)
         {
-            var property = _properties[i];
+            var property = properties[i];
             if (property.IsPrimaryKey())
                 continue;
             entry.Property(property.Name).CurrentValue = values[i];
@@ -54,14 +56,21 @@ sealed class SagaInstanceCache<TSaga>(int capacity)
         return instance;
     }
 
+    /// <summary>The column values of a tracked instance, in <paramref name="properties"/>' order.</summary>
+    internal static object?[] Snapshot(EntityEntry<TSaga> entry, IProperty[] properties)
+    {
+        var values = new object?[properties.Length];
+        for (var i = 0; i < properties.Length; i++)
+            values[i] = entry.Property(properties[i].Name).CurrentValue;
+        return values;
+    }
+
     /// <summary>Keeps the committed values of <paramref name="entry"/> (after its save: the row version EF Core read back).</summary>
     public void Store(EntityEntry<TSaga> entry)
     {
         if (_properties is null)
             return;
-        var values = new object?[_properties.Length];
-        for (var i = 0; i < _properties.Length; i++)
-            values[i] = entry.Property(_properties[i].Name).CurrentValue;
+        var values = Snapshot(entry, _properties);
         if (_entries.Count >= capacity && !_entries.ContainsKey(entry.Entity.CorrelationId))
         {
             // Bounded: drop an arbitrary tenth when full (the cache is a shortcut, never the truth).
