@@ -115,8 +115,10 @@ public sealed class OutboxScenario : IScenario
         var direct = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
         var viaOutbox = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
         var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
-        var directLatency = (await Measure(context, pacedCount, outbox: false, paced: true)).Latency;
-        var outboxLatency = (await Measure(context, pacedCount, outbox: true, paced: true)).Latency;
+        var (_, directLatency, directProbe) = await Measure(context, pacedCount, outbox: false, paced: true);
+        var (_, outboxLatency, outboxProbe) = await Measure(context, pacedCount, outbox: true, paced: true);
+        foreach (var (name, probe) in new[] { ("direct", directProbe), ("outbox", outboxProbe) })
+            Console.Error.WriteLine($"[bench] {name} at {PacedRate}/s, slowest: " + string.Join(", ", probe.Slowest(12).Select(x => $"{x.Ms:0.0} ms @ {x.Index / (double)PacedRate:0.00} s")));
         var peer = await context.MedianAsync(async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
         var peerLatency = (await WolverinePeer.MeasureOutbox(context, pacedCount, paced: true, PacedRate)).Latency;
         var note = $"{pacedCount} commits at {PacedRate}/s";

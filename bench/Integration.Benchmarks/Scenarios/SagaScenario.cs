@@ -111,7 +111,7 @@ public sealed class SagaScenario : IScenario
         ArgumentNullException.ThrowIfNull(context);
         // Database-bound: a fraction of the message count keeps the scenario within its share of the 10-minute budget.
         var distinctCount = Math.Max(100, context.Settings.Count / 20);
-        var hotCount = Math.Max(100, context.Settings.Count / 40);
+        var hotCount = Math.Max(100, context.Settings.Count / 20);
         var results = new List<Result>();
         // INTEGRATION_BENCH_SAGAS_ONLY=timeline: only the "with timeline" case and its baseline (to check that row alone);
         // =distinct or =hot: only the distinct-instance or the hot-instance rows (each with its plain-consumer baseline);
