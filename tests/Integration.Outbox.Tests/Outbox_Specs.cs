@@ -67,7 +67,7 @@ public sealed class Outbox_Specs
             delivered.Add((instrument.Meter.Scope, path));
         });
         meters.Start();
-        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true);
         var scope = host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
         await using var listener = await OutboxListener.StartAsync(_database.ConnectionString);
 
@@ -93,7 +93,7 @@ public sealed class Outbox_Specs
     [Test]
     public async Task When_a_rollback_to_a_savepoint_drops_a_message_should_send_only_what_committed()
     {
-        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true);
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true);
         Guid kept, dropped;
         await using (var scope = host.Services.CreateAsyncScope())
         {
@@ -126,7 +126,7 @@ public sealed class Outbox_Specs
         await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
         await using var proxy = TcpProxy.Start(_broker.Host, _broker.Port);
         List<Guid> ids;
-        await using (var stopped = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port))
+        await using (var stopped = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port, outbox: o => o.DirectDelivery = true))
         {
             var first = await stopped.WriteAsync(1);
             Assert.That(await Until(() => consumer.Received.ByMessageId.ContainsKey(first[0])), Is.True, "precondition: delivery through the proxy");
@@ -585,12 +585,17 @@ public sealed class Outbox_Specs
         });
     }
 
-    [Test]
-    public async Task When_the_broker_is_down_for_10_seconds_should_deliver_everything_once_it_is_back()
+    [TestCase(false, TestName = "When_the_broker_is_down_for_10_seconds_should_deliver_everything_once_it_is_back")]
+    [TestCase(true, TestName = "When_the_broker_is_down_for_10_seconds_with_direct_delivery_should_deliver_everything_once_it_is_back")]
+    public async Task When_the_broker_is_down_for_10_seconds_should_deliver_everything_once_it_is_back(bool direct)
     {
         await using var consumer = await OutboxHost.StartAsync(_broker, _database, relay: false, consume: true);
         await using var proxy = TcpProxy.Start(_broker.Host, _broker.Port);
-        await using var relay = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port, outbox: o => o.SendTimeout = TimeSpan.FromSeconds(5));
+        await using var relay = await OutboxHost.StartAsync(_broker, _database, brokerPort: proxy.Port, outbox: o =>
+        {
+            o.SendTimeout = TimeSpan.FromSeconds(5);
+            o.DirectDelivery = direct;
+        });
         var first = await relay.WriteAsync(1);
         Assert.That(await Until(() => consumer.Received.ByMessageId.ContainsKey(first[0])), Is.True, "precondition: delivery through the proxy");
 

@@ -35,6 +35,13 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
 
     readonly record struct Handed(OutboxMessage[] Messages, bool Verify);
 
+    /// <summary>A claim round delivered everything it claimed (or found nothing left): direct delivery resumes after a failure.</summary>
+    void ClaimsDelivered()
+    {
+        if (Volatile.Read(ref _directPausedUntil) == long.MaxValue)
+            Volatile.Write(ref _directPausedUntil, 0);
+    }
+
     /// <summary>Where this relay's DbContext writes: only commits to that database are taken directly.</summary>
     void NoteDatabase(DbContext db)
     {
@@ -130,9 +137,9 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
         {
             failed = true;
             Metrics.Failures.Add(1);
-            // Commits go through the claims for a moment (the claims back off while the broker is down; direct sends would
-            // each wait for their timeout).
-            Volatile.Write(ref _directPausedUntil, (Time.GetUtcNow() + TimeSpan.FromSeconds(2)).UtcTicks);
+            // Commits go through the claims until a claim round delivers again: the claims back off while the broker is
+            // unreachable, where direct sends would keep every commit's publish in flight during the recovery.
+            Volatile.Write(ref _directPausedUntil, long.MaxValue);
             if (Interlocked.Exchange(ref _directFailing, 1) == 0)
                 LogDirectFailed(Logger, exception, chain[0].TransactionId);
             lock (_directLock)

@@ -213,6 +213,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
         if (messages.Count == 0)
         {
+            ClaimsDelivered();
             // A full batch may have cut a transaction: the rest is held back by the mark in flight; once it lands, claim again.
             if (!_lastBatchFull || _marking.IsCompleted)
                 return false;
@@ -290,6 +291,8 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             _marking = MarkAsync(token, delivered, failed, settings.SendTimeout);
         }
 
+        if (failed.Count == 0)
+            ClaimsDelivered();
         if (failed.Count > 0)
         {
             await MarkedAsync().ConfigureAwait(false);
