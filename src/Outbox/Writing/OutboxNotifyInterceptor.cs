@@ -32,6 +32,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     readonly ConditionalWeakTable<DbContext, PendingCommit> _pending = [];
     readonly ConditionalWeakTable<DbTransaction, DbContext> _uncommitted = [];
     readonly ConcurrentDictionary<string, Notifier> _notifiers = new(StringComparer.Ordinal);
+    readonly Lock _attachLock = new();
     IDirectDelivery[] _direct = [];
 
     /// <summary>Raised after outbox messages were committed by a DbContext using this interceptor (relays in this process listen).</summary>
@@ -127,13 +128,13 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// <summary>A relay in this process takes the commits of its DbContext directly (<see cref="IDirectDelivery"/>).</summary>
     internal void Attach(IDirectDelivery relay)
     {
-        lock (_notifiers)
+        lock (_attachLock)
             _direct = [.. _direct, relay];
     }
 
     internal void Detach(IDirectDelivery relay)
     {
-        lock (_notifiers)
+        lock (_attachLock)
             _direct = [.. _direct.Where(r => !ReferenceEquals(r, relay))];
     }
 

@@ -24,13 +24,22 @@ sealed class SagaInstanceCache<TSaga>(int capacity)
     {
         if (_supported is { } known)
             return known;
+        _properties = PlainColumns(db);
+        _supported = _properties is not null;
+        return _properties is not null;
+    }
+
+    /// <summary>
+    /// The saga's mapped properties when its state is exactly its row's columns (no navigations, owned or complex types, a
+    /// parameterless constructor), so that an instance can be rebuilt from column values; else null.
+    /// </summary>
+    internal static IProperty[]? PlainColumns(DbContext db)
+    {
         var entity = db.Model.FindEntityType(typeof(TSaga));
-        var supported = entity is not null && !entity.GetNavigations().Any() && !entity.GetSkipNavigations().Any()
-                        && !entity.GetComplexProperties().Any() && !entity.IsOwned()
-                        && typeof(TSaga).GetConstructor(Type.EmptyTypes) is not null;
-        _properties = entity?.GetProperties().ToArray();
-        _supported = supported;
-        return supported;
+        var plain = entity is not null && !entity.GetNavigations().Any() && !entity.GetSkipNavigations().Any()
+                    && !entity.GetComplexProperties().Any() && !entity.IsOwned()
+                    && typeof(TSaga).GetConstructor(Type.EmptyTypes) is not null;
+        return plain ? entity!.GetProperties().ToArray() : null;
     }
 
     /// <summary>Attaches the cached instance to <paramref name="db"/> as unchanged, or returns null when none is cached.</summary>

@@ -30,13 +30,9 @@ sealed class SagaReadBatcher<TSaga>(IServiceScopeFactory scopes, Type dbContextT
     {
         if (_supported is { } known)
             return known ? _properties : null;
-        var entity = db.Model.FindEntityType(typeof(TSaga));
-        var supported = entity is not null && !entity.GetNavigations().Any() && !entity.GetSkipNavigations().Any()
-                        && !entity.GetComplexProperties().Any() && !entity.IsOwned()
-                        && typeof(TSaga).GetConstructor(Type.EmptyTypes) is not null;
-        _properties = entity?.GetProperties().ToArray();
-        _supported = supported;
-        return supported ? _properties : null;
+        _properties = SagaInstanceCache<TSaga>.PlainColumns(db);
+        _supported = _properties is not null;
+        return _properties;
     }
 
     /// <summary>The instance's column values (row version included) as one of the next coalesced reads sees them; null when there is no row.</summary>
