@@ -105,6 +105,32 @@ done
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; echo "dotnet test exited with $status" >&2; fi
 if [ "$((passed + failed))" -eq 0 ]; then failed=1; echo "no test ran" >&2; fi
 
+# The failed tests by name, with the first lines of their messages, just above the summary line: a CI log is often
+# read from its end only.
+if [ "$failed" -gt 0 ]; then
+  echo "[test] failed tests:"
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$results" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for trx in sorted(glob.glob(sys.argv[1] + "/*.trx")):
+    try:
+        root = ET.parse(trx).getroot()
+    except ET.ParseError as e:
+        print(f"  {trx}: unreadable ({e})"); continue
+    for r in root.iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") not in ("Failed", "Error", "Timeout", "Aborted"):
+            continue
+        message = r.findtext("t:Output/t:ErrorInfo/t:Message", default="", namespaces=ns).strip().splitlines()
+        print(f"  {r.get('outcome')}: {r.get('testName')} ({trx.rsplit('/', 1)[-1]})")
+        for m in message[:6]:
+            print(f"      {m[:300]}")
+PY
+  else
+    grep -ho '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$results"/*.trx | grep -o 'testName="[^"]*"' | sed 's/^/  /'
+  fi
+fi
+
 line="Tests: $passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
 echo "$line"
