@@ -123,7 +123,13 @@ public sealed class Node : IAsyncDisposable
         var query = $"/hubs/devices?deviceId={Uri.EscapeDataString(deviceId)}" + (type is null ? "" : $"&type={Uri.EscapeDataString(type)}");
         var connection = new HubConnectionBuilder().WithUrl(new Uri(BaseAddress, query)).Build();
         var device = new Device(connection, methods);
+        var connections = _app.Services.GetRequiredService<DeviceConnections>();
+        var before = connections.Local.Count(d => d.DeviceId == deviceId);
         await connection.StartAsync();
+        // The client's start returns at the handshake; the hub joins the device's group and lists it in OnConnectedAsync,
+        // which runs after it. Connected means both: an event published now must reach this device.
+        if (!await Eventually.TrueAsync(() => Task.FromResult(connections.Local.Count(d => d.DeviceId == deviceId) > before), TimeSpan.FromSeconds(20)))
+            throw new AwaitTimeoutException($"device '{deviceId}' listed by the hub", TimeSpan.FromSeconds(20), "the hub did not list the connection");
         return device;
     }
 
