@@ -25,6 +25,30 @@ public sealed class BenchContext(BenchSettings settings, IntegrationInfrastructu
         }
     }
 
+    /// <summary>
+    /// Cases compared with each other, measured in turns: each warms up once, then round after round every case runs once
+    /// (A B C, A B C, ...), and each case's median is returned in the order given. A slow drift of the shared machine
+    /// (a checkpoint, autovacuum, the page cache) then falls on every case alike instead of on whichever ran last.
+    /// </summary>
+    public async Task<double[]> InTurnsAsync(params Func<int, Task<double>>[] cases)
+    {
+        ArgumentNullException.ThrowIfNull(cases);
+        foreach (var measure in cases)
+            await measure(Math.Max(1, Settings.Count / 10)).ConfigureAwait(false);
+        var values = cases.Select(_ => new List<double>()).ToArray();
+        for (var i = 0; i < Repeat; i++)
+        {
+            for (var c = 0; c < cases.Length; c++)
+                values[c].Add(await cases[c](Settings.Count).ConfigureAwait(false));
+        }
+
+        return values.Select(v =>
+        {
+            v.Sort();
+            return v[v.Count / 2];
+        }).ToArray();
+    }
+
     /// <summary>Runs <paramref name="measure"/> once to warm up, then <see cref="Repeat"/> times, and returns the median.</summary>
     public async Task<double> MedianAsync(Func<int, Task<double>> measure)
     {

@@ -116,6 +116,7 @@ public static class WolverinePeer
         });
         Console.Error.WriteLine($"[bench] {Name} outbox: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {state.Probe.Done.Count} consumed by then");
         await state.Probe.Done.WaitAsync(TimeSpan.FromMinutes(3), $"{Name} outbox");
+        profile?.TrafficDone();
         var rate = count / stopwatch.Elapsed.TotalSeconds;
         if (profile is not null)
             await Task.Delay(TimeSpan.FromSeconds(1)); // it deletes sent envelopes after the send
@@ -140,6 +141,7 @@ public static class WolverinePeer
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, async i => await bus.PublishAsync(new PeerInboxMessage(i)));
         await state.Probe.Done.WaitAsync(TimeSpan.FromMinutes(3), $"{Name} inbox");
+        profile?.TrafficDone();
         var rate = count / stopwatch.Elapsed.TotalSeconds;
         if (profile is not null)
             await Task.Delay(TimeSpan.FromSeconds(1));

@@ -112,14 +112,17 @@ public sealed class OutboxScenario : IScenario
         ArgumentNullException.ThrowIfNull(context);
         if (Environment.GetEnvironmentVariable("INTEGRATION_BENCH_OUTBOX_ONLY") == "latency")
             return await LatencyOnly(context);
-        var direct = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
-        var viaOutbox = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
+        // The saturated cases in turns (direct publish, ours, the peer): their ratios are the point.
+        var saturated = await context.InTurnsAsync(
+            async count => (await Measure(context, count, outbox: false, paced: false)).Rate,
+            async count => (await Measure(context, count, outbox: true, paced: false)).Rate,
+            async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
+        var (direct, viaOutbox, peer) = (saturated[0], saturated[1], saturated[2]);
         var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
         var (_, directLatency, directProbe) = await Measure(context, pacedCount, outbox: false, paced: true);
         var (_, outboxLatency, outboxProbe) = await Measure(context, pacedCount, outbox: true, paced: true);
         foreach (var (name, probe) in new[] { ("direct", directProbe), ("outbox", outboxProbe) })
             Console.Error.WriteLine($"[bench] {name} at {PacedRate}/s, slowest: " + string.Join(", ", probe.Slowest(12).Select(x => $"{x.Ms:0.0} ms @ {x.Index / (double)PacedRate:0.00} s")));
-        var peer = await context.MedianAsync(async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
         var peerLatency = (await WolverinePeer.MeasureOutbox(context, pacedCount, paced: true, PacedRate)).Latency;
         var note = $"{pacedCount} commits at {PacedRate}/s";
         var ours = note + "; DirectDelivery on";
@@ -207,6 +210,7 @@ public sealed class OutboxScenario : IScenario
         });
         Console.Error.WriteLine($"[bench] {(outbox ? "outbox" : "commit + publish")}: {count} commits in {stopwatch.Elapsed.TotalSeconds:0.00} s; {probe.Done.Count} consumed by then");
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), outbox ? "outbox" : "direct publish");
+        profile?.TrafficDone();
         var rate = count / stopwatch.Elapsed.TotalSeconds;
         if (profile is not null)
             await Task.Delay(TimeSpan.FromSeconds(1)); // the relay marks its last batch
@@ -226,9 +230,11 @@ public sealed class InboxScenario : IScenario
     public async Task<IReadOnlyList<Result>> RunAsync(BenchContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var plain = await context.MedianAsync(count => Measure(context, count, inbox: false));
-        var withInbox = await context.MedianAsync(count => Measure(context, count, inbox: true));
-        var peer = await context.MedianAsync(count => WolverinePeer.MeasureInbox(context, count));
+        var medians = await context.InTurnsAsync(
+            count => Measure(context, count, inbox: false),
+            count => Measure(context, count, inbox: true),
+            count => WolverinePeer.MeasureInbox(context, count));
+        var (plain, withInbox, peer) = (medians[0], medians[1], medians[2]);
         var peerName = WolverinePeer.Name;
         Console.Error.WriteLine($"[bench] peer settings: {WolverinePeer.Settings(context.Settings)}");
         return
@@ -253,6 +259,7 @@ public sealed class InboxScenario : IScenario
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => bus.Publish(new OutboxBenchMessage(i)));
         await probe.Done.WaitAsync(TimeSpan.FromMinutes(3), inbox ? "with inbox" : "without inbox");
+        profile?.TrafficDone();
         var rate = count / stopwatch.Elapsed.TotalSeconds;
         if (profile is not null)
             await Task.Delay(TimeSpan.FromSeconds(1)); // the last commits

@@ -214,6 +214,7 @@ public sealed class SagaScenario : IScenario
         var stopwatch = Stopwatch.StartNew();
         await Pump.RunAsync(count, context.Settings.Concurrency, i => Hit(ids[i % instances], i));
         await countdown.WaitAsync(TimeSpan.FromMinutes(3), $"{processor} over {instances} instance(s)");
+        profile?.TrafficDone();
         var rate = count / stopwatch.Elapsed.TotalSeconds;
 
         await using (var scope = host.Services.CreateAsyncScope())
