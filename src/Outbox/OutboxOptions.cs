@@ -40,7 +40,8 @@ public sealed class OutboxOptions
     /// <summary>Longest wait for one broker confirm.</summary>
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>Delivered transactions are deleted after this.</summary>
+    /// <summary>Delivered messages are deleted after this (by the cleanup, every <see cref="CleanupInterval"/>). Zero deletes each
+    /// message as it is marked delivered, in the mark's own statement: the cheapest for the database, nothing kept to look at.</summary>
     public TimeSpan RetentionPeriod { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Inbox rows are deleted after this; a duplicate arriving later than this is not recognized.</summary>

@@ -631,6 +631,31 @@ public sealed class Outbox_Specs
         Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages").Result == 0), Is.True, "delivered rows were not cleaned up");
         Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(10), "cleanup must touch only the outbox");
     }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task When_the_retention_is_zero_should_delete_each_message_as_it_is_marked_delivered(bool directDelivery)
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
+        {
+            o.RetentionPeriod = TimeSpan.Zero;
+            o.CleanupInterval = TimeSpan.FromHours(1);   // the cleanup's first round runs at the start; none after it here
+            o.DirectDelivery = directDelivery;
+        });
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+
+        var ids = await host.WriteAsync(10);
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey)), Is.True, "not delivered");
+        Assert.That(await Until(() => host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages").Result == 0), Is.True,
+            "with no retention the mark deletes the delivered rows; the cleanup does not run again for an hour");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM widgets"), Is.EqualTo(10), "only the outbox rows go");
+            Assert.That(host.Received.Total, Is.EqualTo(10), "each message once");
+            Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(Enumerable.Range(0, 10)), "in write order");
+        });
+    }
 }
 
 /// <summary>A connection listening on the outbox channel, counting the notifications it received.</summary>

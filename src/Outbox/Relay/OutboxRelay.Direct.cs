@@ -211,7 +211,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
 
         try
         {
-            await MarkAsync(_directToken, delivered, failed, settings.SendTimeout).ConfigureAwait(false);
+            await MarkAsync(_directToken, delivered, failed, settings).ConfigureAwait(false);
             return true;
         }
         catch (Exception exception)
