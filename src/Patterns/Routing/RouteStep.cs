@@ -48,10 +48,12 @@ sealed class RouteStepFilter<TMessage>(RouteStepContext step, string kind, strin
     : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
+    readonly string _spanName = $"{step.Route} {kind}";
+
     public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
     {
         MessageHistory.Of(context).Append(name);
-        using var activity = PatternDiagnostics.Source.StartActivity($"{step.Route} {kind}", ActivityKind.Internal);
+        using var activity = PatternDiagnostics.Source.HasListeners() ? PatternDiagnostics.Source.StartActivity(_spanName, ActivityKind.Internal) : null;
         activity?.SetTag("integration.route", step.Route);
         activity?.SetTag("integration.step", name);
         activity?.SetTag("integration.step.index", step.Index);

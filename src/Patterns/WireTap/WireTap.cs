@@ -73,14 +73,25 @@ internal sealed partial class WireTapFilter<T>(string route, string destination,
         // The copy carries the history and envelope as they are at the tap, not what the steps after it add while it is sent.
         var tap = Tap(context, RouteSendState.Capture(context));
         await next.Send(context).ConfigureAwait(false);
-        await Task.WhenAny(tap, Task.Delay(timeout)).ConfigureAwait(false);
+        // Usually confirmed by now. Otherwise a bounded wait whose timer goes with it (a Task.Delay per message would leave
+        // one live timer per message for the whole timeout). The tap never throws: its failure was counted and logged.
+        if (!tap.IsCompleted)
+        {
+            try
+            {
+                await tap.WaitAsync(timeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
     }
 
     async Task Tap(ConsumeContext<T> context, RouteSendState state)
     {
         try
         {
-            await Task.Yield();
+            // Runs inline up to the send's first wait (serializing the copy), then alongside the rest of the route.
             await RouteSender.SendIsolatedAsync(services, context, destination, context.Message, state).ConfigureAwait(false);
         }
         catch (Exception exception)
