@@ -148,10 +148,22 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         if (context is null)
             return;
         List<OutboxMessage>? added = null;
-        foreach (var entry in context.ChangeTracker.Entries<OutboxMessage>())
+        // Without a change detection pass of its own (the save runs one right after this, over every tracked entity): an outbox
+        // row is Added by IOutbox's Add, never by a property change, and has no navigation that could bring one in.
+        var tracker = context.ChangeTracker;
+        var detect = tracker.AutoDetectChangesEnabled;
+        tracker.AutoDetectChangesEnabled = false;
+        try
         {
-            if (entry.State == EntityState.Added)
-                (added ??= []).Add(entry.Entity);
+            foreach (var entry in tracker.Entries<OutboxMessage>())
+            {
+                if (entry.State == EntityState.Added)
+                    (added ??= []).Add(entry.Entity);
+            }
+        }
+        finally
+        {
+            tracker.AutoDetectChangesEnabled = detect;
         }
 
         if (added is null)
