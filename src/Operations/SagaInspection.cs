@@ -25,12 +25,23 @@ public sealed class SagaInspectionOptions
     /// <summary>Record each saga's timeline (one row per event, in the saga's transaction). Default true.</summary>
     public bool Timeline { get; set; } = true;
 
+    /// <summary>
+    /// An instance's timeline is deleted, whole, once its newest row is older than this (days): the history of an instance
+    /// still receiving events is kept however old it is. Checked hourly, on the housekeeping leader when one is elected
+    /// (job <c>saga-timeline-retention</c>). Default 30; 0 keeps every timeline.
+    /// </summary>
+    public double TimelineRetentionDays { get; set; } = 30;
+
+    internal TimeSpan? TimelineRetention => TimelineRetentionDays > 0 ? TimeSpan.FromDays(TimelineRetentionDays) : null;
+
     internal TimeSpan StuckAfter => TimeSpan.FromMinutes(StuckAfterMinutes);
 
     internal static IEnumerable<string> Validate(SagaInspectionOptions options)
     {
         if (!double.IsFinite(options.StuckAfterMinutes) || options.StuckAfterMinutes <= 0 || options.StuckAfterMinutes > 525_600)
             yield return $"{Section}:StuckAfterMinutes must be more than 0 and at most 525600 (a year), not {options.StuckAfterMinutes}";
+        if (!double.IsFinite(options.TimelineRetentionDays) || options.TimelineRetentionDays < 0 || options.TimelineRetentionDays > 36_500)
+            yield return $"{Section}:TimelineRetentionDays must be 0 (keep every timeline) to 36500, not {options.TimelineRetentionDays}";
     }
 }
 

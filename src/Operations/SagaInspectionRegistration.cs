@@ -51,6 +51,8 @@ public static class SagaInspectionRegistration
         services.AddSingleton(provider => new SagaInspection(provider.GetServices<SagaInspector>(), provider.GetRequiredService<IServiceScopeFactory>(),
             provider.GetRequiredService<OperationsDatabase>(), provider, provider.GetRequiredService<IOptionsMonitor<SagaInspectionOptions>>(),
             provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<SagaTimelineRetention>();
+        services.AddHostedService(provider => provider.GetRequiredService<SagaTimelineRetention>());
         services.AddSingleton<GraphCounters>();
         services.AddSingleton<GraphMonitor>();
         services.AddHostedService(provider => provider.GetRequiredService<GraphMonitor>());

@@ -5,6 +5,7 @@ using Integration.Host.Tests.Fulfillment;
 using Integration.Operations;
 using Integration.Testing;
 using NUnit.Framework;
+using Microsoft.Extensions.DependencyInjection;
 using RabbitMQ.Client;
 
 namespace Integration.Host.Tests.Operations;
@@ -202,6 +203,57 @@ public sealed class SagaInspection_Specs
             Assert.That(body.GetProperty("detail").GetString(), Does.Contain("not-a-guid"));
             Assert.That(anonymous, Is.EqualTo(HttpStatusCode.Unauthorized));
         });
+    }
+
+    [Test]
+    public async Task When_an_instance_has_been_quiet_past_the_retention_should_delete_its_whole_timeline_and_keep_the_active_ones()
+    {
+        var (quiet, active) = (Guid.NewGuid(), Guid.NewGuid());
+        var old = DateTimeOffset.UtcNow.AddDays(-40);
+        await using (var connection = new Npgsql.NpgsqlConnection(_host.Database.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var insert = new Npgsql.NpgsqlCommand(
+                "INSERT INTO saga_timeline (saga, correlation_id, at, event, from_state, to_state) VALUES " +
+                "('retention', @quiet, @old, 'Submitted', 'Initial', 'Reserving'), ('retention', @quiet, @old, 'Reserved', 'Reserving', 'Completed'), " +
+                "('retention', @active, @old, 'Submitted', 'Initial', 'Reserving'), ('retention', @active, now(), 'Reserved', 'Reserving', 'AwaitingApproval')", connection);
+            insert.Parameters.AddWithValue("quiet", quiet);
+            insert.Parameters.AddWithValue("active", active);
+            insert.Parameters.AddWithValue("old", old);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        // The hourly job's own statement (the default retention, 30 days).
+        var deleted = await _host.Services.GetRequiredService<SagaTimelineRetention>().PruneAsync(DateTimeOffset.UtcNow.AddDays(-30), CancellationToken.None);
+
+        await using var check = new Npgsql.NpgsqlConnection(_host.Database.ConnectionString);
+        await check.OpenAsync();
+        await using var count = new Npgsql.NpgsqlCommand("SELECT correlation_id, count(*) FROM saga_timeline WHERE saga = 'retention' GROUP BY correlation_id", check);
+        var left = new Dictionary<Guid, long>();
+        await using (var reader = await count.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+                left[reader.GetGuid(0)] = reader.GetInt64(1);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(deleted, Is.GreaterThanOrEqualTo(2), "the quiet instance's two rows");
+            Assert.That(left.ContainsKey(quiet), Is.False, "the instance quiet for 40 days loses its whole timeline");
+            Assert.That(left.GetValueOrDefault(active), Is.EqualTo(2), "an instance with a recent event keeps its whole history, its 40-day-old first row too");
+        });
+    }
+
+    [TestCase("-1")]
+    [TestCase("36501")]
+    [TestCase("Infinity")]
+    public void When_the_timeline_retention_is_out_of_range_should_refuse_it_naming_the_key(string days)
+    {
+        var failures = SagaInspectionOptions.Validate(new SagaInspectionOptions
+        {
+            TimelineRetentionDays = double.Parse(days, System.Globalization.CultureInfo.InvariantCulture),
+        }).ToList();
+        Assert.That(failures, Has.One.StartsWith("Integration:Operations:Sagas:TimelineRetentionDays"));
     }
 
     [TestCase("0")]

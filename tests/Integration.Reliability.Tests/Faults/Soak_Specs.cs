@@ -118,7 +118,7 @@ public sealed class Soak_Specs
         {
             ["orders"] = "one row per accepted order; the sample keeps orders (no retention)",
             ["order_fulfillment"] = "one saga row per order; final sagas are kept (the sample has no saga retention)",
-            ["saga_timeline"] = "one row per saga step, kept with the saga",
+            ["saga_timeline"] = "one row per saga step, an instance's rows deleted once it was quiet for Integration:Operations:Sagas:TimelineRetentionDays (30 days: not within a soak)",
             ["message_store"] = "every stored message is kept (the message store has no retention)",
             ["outbox_messages"] = $"delivered rows are kept for Integration:Outbox:RetentionPeriod ({Retention}) and deleted every {CleanupInterval}; the table plateaus only once the run is well past the retention (freed pages are reused after autovacuum, the file does not shrink)",
             ["inbox_states"] = $"rows are kept for Integration:Outbox:InboxRetention ({Retention}), deleted every {CleanupInterval}; plateaus once the run is well past the retention",
