@@ -53,12 +53,7 @@ public sealed class BenchContext(BenchSettings settings, IntegrationInfrastructu
     public async Task<double> MedianAsync(Func<int, Task<double>> measure)
     {
         ArgumentNullException.ThrowIfNull(measure);
-        await measure(Math.Max(1, Settings.Count / 10)).ConfigureAwait(false);
-        var values = new List<double>();
-        for (var i = 0; i < Repeat; i++)
-            values.Add(await measure(Settings.Count).ConfigureAwait(false));
-        values.Sort();
-        return values[values.Count / 2];
+        return (await InTurnsAsync(measure).ConfigureAwait(false))[0];
     }
 }
 

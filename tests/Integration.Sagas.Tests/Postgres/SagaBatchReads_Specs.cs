@@ -2,8 +2,6 @@ using Integration.Sagas.Postgres;
 using Integration.Testing;
 using MassTransit;
 using MassTransit.Testing;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
 
 namespace Integration.Sagas.Tests.Postgres;
@@ -17,59 +15,22 @@ namespace Integration.Sagas.Tests.Postgres;
 [Category("Integration")]
 public sealed class SagaBatchReads_Specs
 {
-    TestBroker _broker = null!;
-    TestDatabase _database = null!;
-    ServiceProvider _provider = null!;
-    ITestHarness _harness = null!;
-    readonly RoundTrips _roundTrips = new();
+    CounterSagaBus _bus = null!;
+
+    ITestHarness _harness => _bus.Harness;
+    RoundTrips _roundTrips => _bus.RoundTrips;
 
     [SetUp]
-    public async Task Start()
+    public async Task Start() => _bus = await CounterSagaBus.StartAsync("saga-batch", concurrentMessageLimit: 32, o =>
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        _broker = await infrastructure.CreateVirtualHostAsync("saga-batch");
-        _database = await infrastructure.CreateDatabaseAsync("saga_batch");
-        _provider = new ServiceCollection()
-            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString).AddInterceptors(_roundTrips))
-            .AddMassTransitTestHarness(x =>
-            {
-                x.AddSagaStateMachine<CounterMachine, CounterState>()
-                    .Endpoint(e => e.ConcurrentMessageLimit = 32)
-                    .PostgresRepository<CounterDbContext>(o =>
-                    {
-                        o.BatchReads = true;
-                        o.ConflictRetryLimit = 100;
-                    });
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    _broker.ConfigureHost(cfg);
-                    cfg.PrefetchCount = 64;
-                    cfg.ConfigureEndpoints(context);
-                });
-            })
-            .BuildServiceProvider(true);
-        await using (var scope = _provider.CreateAsyncScope())
-            await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Database.EnsureCreatedAsync();
-        _harness = _provider.GetRequiredService<ITestHarness>();
-        _harness.TestTimeout = TimeSpan.FromSeconds(60);
-        await _harness.Start();
-    }
+        o.BatchReads = true;
+        o.ConflictRetryLimit = 100;
+    }, prefetch: 64);
 
     [TearDown]
-    public async Task Stop()
-    {
-        await _harness.Stop();
-        await _provider.DisposeAsync();
-        await _broker.DisposeAsync();
-        await _database.DisposeAsync();
-    }
+    public async Task Stop() => await _bus.DisposeAsync();
 
-    async Task<Dictionary<Guid, int>> Counts()
-    {
-        await using var scope = _provider.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
-            .ToDictionaryAsync(s => s.CorrelationId, s => s.Count);
-    }
+    Task<Dictionary<Guid, int>> Counts() => _bus.Counts();
 
     [Test]
     public async Task When_events_of_many_instances_arrive_at_once_should_read_them_together_and_apply_each_once()

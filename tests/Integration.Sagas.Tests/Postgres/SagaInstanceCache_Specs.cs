@@ -17,56 +17,25 @@ namespace Integration.Sagas.Tests.Postgres;
 [Category("Integration")]
 public sealed class SagaInstanceCache_Specs
 {
-    TestBroker _broker = null!;
-    TestDatabase _database = null!;
-    ServiceProvider _provider = null!;
-    ITestHarness _harness = null!;
-    readonly RoundTrips _roundTrips = new();
+    CounterSagaBus _bus = null!;
+
+    ITestHarness _harness => _bus.Harness;
+    RoundTrips _roundTrips => _bus.RoundTrips;
+    ServiceProvider _provider => _bus.Provider;
 
     [SetUp]
-    public async Task Start()
+    public async Task Start() => _bus = await CounterSagaBus.StartAsync("saga-cache", concurrentMessageLimit: 1, o =>
     {
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        _broker = await infrastructure.CreateVirtualHostAsync("saga-cache");
-        _database = await infrastructure.CreateDatabaseAsync("saga_cache");
-        _provider = new ServiceCollection()
-            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString).AddInterceptors(_roundTrips))
-            .AddMassTransitTestHarness(x =>
-            {
-                x.AddSagaStateMachine<CounterMachine, CounterState>()
-                    .Endpoint(e => e.ConcurrentMessageLimit = 1)
-                    .PostgresRepository<CounterDbContext>(o =>
-                    {
-                        o.InstanceCacheSize = 100;
-                        o.ConflictRetryLimit = 0;   // a stale cache entry must not need a conflict retry
-                    });
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    _broker.ConfigureHost(cfg);
-                    cfg.ConfigureEndpoints(context);
-                });
-            })
-            .BuildServiceProvider(true);
-        await using (var scope = _provider.CreateAsyncScope())
-            await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Database.EnsureCreatedAsync();
-        _harness = _provider.GetRequiredService<ITestHarness>();
-        _harness.TestTimeout = TimeSpan.FromSeconds(60);
-        await _harness.Start();
-    }
+        o.InstanceCacheSize = 100;
+        o.ConflictRetryLimit = 0;   // a stale cache entry must not need a conflict retry
+    });
 
     [TearDown]
-    public async Task Stop()
-    {
-        await _harness.Stop();
-        await _provider.DisposeAsync();
-        await _broker.DisposeAsync();
-        await _database.DisposeAsync();
-    }
+    public async Task Stop() => await _bus.DisposeAsync();
 
-    Task<CounterState?> Stored(Guid id) => StoredCounters.Read(_provider, id);
+    Task<CounterState?> Stored(Guid id) => _bus.Stored(id);
 
-    Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) =>
-        StoredCounters.Eventually(_provider, condition, id, TimeSpan.FromMilliseconds(50));
+    Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) => _bus.Eventually(condition, id, TimeSpan.FromMilliseconds(50));
 
     [Test]
     public async Task When_an_instance_is_cached_should_update_it_without_reading_it()

@@ -31,69 +31,36 @@ public abstract class SagaRepository_Specs<TMode>
     where TMode : IConcurrencyModeCase, new()
 {
     static readonly SagaConcurrencyMode Mode = new TMode().Mode;
-    TestBroker _broker = null!;
-    TestDatabase _database = null!;
-    ServiceProvider _provider = null!;
-    ITestHarness _harness = null!;
     readonly ConcurrentBag<Counted> _counted = [];
-    readonly RoundTrips _roundTrips = new();
+    CounterSagaBus _bus = null!;
+
+    ITestHarness _harness => _bus.Harness;
+    RoundTrips _roundTrips => _bus.RoundTrips;
+    ServiceProvider _provider => _bus.Provider;
 
     [SetUp]
     public async Task Start()
     {
         _counted.Clear();
-        var infrastructure = await IntegrationInfrastructure.GetAsync();
-        _broker = await infrastructure.CreateVirtualHostAsync("saga-repo");
-        _database = await infrastructure.CreateDatabaseAsync("saga_repo");
-        _provider = new ServiceCollection()
-            .AddDbContext<CounterDbContext>(o => o.UseNpgsql(_database.ConnectionString).AddInterceptors(_roundTrips))
-            .AddMassTransitTestHarness(x =>
+        _bus = await CounterSagaBus.StartAsync("saga-repo", concurrentMessageLimit: 32, o =>
             {
-                x.AddSagaStateMachine<CounterMachine, CounterState>()
-                    .Endpoint(e => e.ConcurrentMessageLimit = 32)
-                    .PostgresRepository<CounterDbContext>(o =>
-                    {
-                        o.ConcurrencyMode = Mode;
-                        o.ConflictRetryLimit = 100;
-                    });
-                x.AddHandler<Counted>(context =>
-                {
-                    _counted.Add(context.Message);
-                    return Task.CompletedTask;
-                });
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    _broker.ConfigureHost(cfg);
-                    cfg.PrefetchCount = 64;
-                    cfg.ConfigureEndpoints(context);
-                });
-            })
-            .BuildServiceProvider(true);
-        await using (var scope = _provider.CreateAsyncScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<CounterDbContext>();
-            await db.Database.EnsureCreatedAsync();
-            await db.Database.ExecuteSqlRawAsync("CREATE TABLE IF NOT EXISTS counter_audits (correlation_id uuid NOT NULL)");
-        }
-
-        _harness = _provider.GetRequiredService<ITestHarness>();
-        _harness.TestTimeout = TimeSpan.FromSeconds(60);
-        await _harness.Start();
+                o.ConcurrencyMode = Mode;
+                o.ConflictRetryLimit = 100;
+            }, prefetch: 64,
+            bus: x => x.AddHandler<Counted>(context =>
+            {
+                _counted.Add(context.Message);
+                return Task.CompletedTask;
+            }),
+            created: db => db.Database.ExecuteSqlRawAsync("CREATE TABLE IF NOT EXISTS counter_audits (correlation_id uuid NOT NULL)"));
     }
 
     [TearDown]
-    public async Task Stop()
-    {
-        await _harness.Stop();
-        await _provider.DisposeAsync();
-        await _broker.DisposeAsync();
-        await _database.DisposeAsync();
-    }
+    public async Task Stop() => await _bus.DisposeAsync();
 
-    Task<CounterState?> Stored(Guid id) => StoredCounters.Read(_provider, id);
+    Task<CounterState?> Stored(Guid id) => _bus.Stored(id);
 
-    Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) =>
-        StoredCounters.Eventually(_provider, condition, id, TimeSpan.FromMilliseconds(100));
+    Task<bool> Eventually(Func<CounterState?, bool> condition, Guid id) => _bus.Eventually(condition, id, TimeSpan.FromMilliseconds(100));
 
     [Test]
     public async Task When_an_event_starts_an_instance_should_store_it_in_its_state()
@@ -310,17 +277,3 @@ public sealed class Optimistic_saga_repository : SagaRepository_Specs<Optimistic
 
 [TestFixture]
 public sealed class Pessimistic_saga_repository : SagaRepository_Specs<PessimisticMode>;
-
-/// <summary>The specs' reads of a stored counter (tagged, so <see cref="RoundTrips"/> does not count them).</summary>
-static class StoredCounters
-{
-    public static async Task<CounterState?> Read(IServiceProvider provider, Guid id)
-    {
-        await using var scope = provider.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterState>().AsNoTracking().TagWith(RoundTrips.SpecTag)
-            .SingleOrDefaultAsync(s => s.CorrelationId == id);
-    }
-
-    public static Task<bool> Eventually(IServiceProvider provider, Func<CounterState?, bool> condition, Guid id, TimeSpan poll) =>
-        Integration.Testing.Eventually.TrueAsync(async () => condition(await Read(provider, id)), TimeSpan.FromSeconds(30), poll);
-}
