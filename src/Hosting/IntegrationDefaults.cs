@@ -65,8 +65,11 @@ public static class IntegrationDefaults
         services.Configure<KestrelServerOptions>(o => o.Limits.MaxRequestBodySize = host.MaxRequestBodyBytes);
         builder.AddStructuredLogging(host);
 
+        // Options built once, not per scope: they depend on singletons only, and building them per scope (EF Core's default)
+        // costs every unit of work an options build and a lookup of EF Core's internal service provider (docs/performance.md).
         services.AddDbContext<TDbContext>((provider, options) =>
-            options.UseNpgsql(provider.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString, npgsql => npgsql.EnableRetryOnFailure(3)));
+            options.UseNpgsql(provider.GetRequiredService<IOptions<PostgresOptions>>().Value.ConnectionString, npgsql => npgsql.EnableRetryOnFailure(3)),
+            ServiceLifetime.Scoped, ServiceLifetime.Singleton);
         // Registered before the bus, so the tables are there when consumers start.
         services.AddHostedService<DatabaseMigrator<TDbContext>>();
 

@@ -90,7 +90,7 @@ public sealed class BatchingScenario : IScenario
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(probe);
-        builder.Services.AddDbContext<BenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
+        builder.Services.AddDbContext<BenchDbContext>(o => o.UseNpgsql(database.ConnectionString), optionsLifetime: ServiceLifetime.Singleton);
         builder.Services.AddIntegrationOutbox<BenchDbContext>();
         builder.Services.AddMassTransit(x =>
         {

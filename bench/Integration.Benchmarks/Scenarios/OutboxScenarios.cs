@@ -285,7 +285,8 @@ static class OutboxBench
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(probe);
         builder.Services.AddSingleton(new InboxSwitch(inbox));
-        builder.Services.AddDbContext<BenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
+        // Options built once (the peer's AddDbContextWithWolverineIntegration does the same): not per scope.
+        builder.Services.AddDbContext<BenchDbContext>(o => o.UseNpgsql(database.ConnectionString), optionsLifetime: ServiceLifetime.Singleton);
         // Direct delivery (this process's commits sent from memory, no claim): opt-in, measured here (docs/outbox.md). No
         // retention: each delivered row is deleted by its mark, as the peer deletes each envelope it sent. (With the default
         // 24 h the rows are deleted by the cleanup a day later: outside any bench window, so not paid in the figures.)

@@ -254,7 +254,7 @@ public sealed class SagaScenario : IScenario
             builder.Services.Configure<Integration.Hosting.RabbitMqOptions>(builder.Configuration.GetSection("Integration:RabbitMq"));   // AddIntegrationDefaults would
             builder.AddIntegrationOperations<SagaBenchDbContext>(operations => operations.AddSaga<BenchSagaState>("bench", s => s.CurrentState));
         }
-        builder.Services.AddDbContext<SagaBenchDbContext>(o => o.UseNpgsql(database.ConnectionString));
+        builder.Services.AddDbContext<SagaBenchDbContext>(o => o.UseNpgsql(database.ConnectionString), optionsLifetime: ServiceLifetime.Singleton);
         if (processor == Processor.OptimisticPartitioned)
         {
             builder.Services.AddIntegrationPartitionedQueue("bench-saga", p =>
