@@ -36,7 +36,11 @@ public static class OutboxRegistration
 
         // EF Core applies every ConfigureDbContext<T> to T's options, registered before or after AddDbContext<T>. Singleton: it
         // also suits AddDbContextFactory/AddDbContextPool, whose options are singletons. The relay checks at start that it applied.
-        services.ConfigureDbContext<TDbContext>((provider, options) => options.AddInterceptors(provider.GetRequiredService<OutboxNotifyInterceptor>()),
+        services.ConfigureDbContext<TDbContext>((provider, options) =>
+            {
+                Transactions.ContextSlotsExtension.AddTo(options);
+                options.AddInterceptors(provider.GetRequiredService<OutboxNotifyInterceptor>());
+            },
             ServiceLifetime.Singleton);
         // The inbox's unit of work: its transaction begins only when the consumer needs it (one round trip otherwise).
         Transactions.DeferredTransactions.Register<TDbContext>(services);

@@ -26,6 +26,8 @@ public sealed class Profile : IDisposable
     CpuTimes? _cpuAtEnd;
     DateTime _startedAt = DateTime.UtcNow;
     TimeSpan _window;
+    Memory _memoryBefore = Memory.Read();
+    Memory? _memoryAtEnd;
 
     Profile(IntegrationInfrastructure infrastructure, TestDatabase database, Stats before)
     {
@@ -40,6 +42,7 @@ public sealed class Profile : IDisposable
     {
         _commandsBefore = Interlocked.Read(ref _commands);
         _cpuBefore = CpuTimes.Read();
+        _memoryBefore = Memory.Read();
         _startedAt = DateTime.UtcNow;
         return this;
     }
@@ -76,6 +79,7 @@ public sealed class Profile : IDisposable
     public void TrafficDone()
     {
         _cpuAtEnd ??= CpuTimes.Read();
+        _memoryAtEnd ??= Memory.Read();
         _window = DateTime.UtcNow - _startedAt;
     }
 
@@ -97,6 +101,19 @@ public sealed class Profile : IDisposable
         Console.Error.WriteLine(string.Create(c,
             $"[profile] {what}: CPU per message {Us(cpu.Process + cpu.Postgres + cpu.RabbitMq):0} µs = this process {Us(cpu.Process):0} + PostgreSQL {Us(cpu.Postgres):0} + RabbitMQ {Us(cpu.RabbitMq):0} " +
             $"(from /proc; while the traffic ran, {_window.TotalSeconds:0.0} s, the machine's {Environment.ProcessorCount} cores were {busyShare:P0} busy)"));
+        var memory = (_memoryAtEnd ?? Memory.Read()) - _memoryBefore;
+        Console.Error.WriteLine(string.Create(c,
+            $"[profile] {what}: this process allocated {Per(memory.Allocated) / 1024:0.0} KiB per message; GCs gen0/gen1/gen2 {memory.Gen0}/{memory.Gen1}/{memory.Gen2}, " +
+            $"paused {memory.Paused.TotalMilliseconds / Math.Max(1, _window.TotalMilliseconds):P1} of the traffic's {_window.TotalSeconds:0.0} s"));
+    }
+
+    /// <summary>This process's allocations and collections so far (every host in it: ours, the peer's, the consumer's).</summary>
+    sealed record Memory(long Allocated, int Gen0, int Gen1, int Gen2, TimeSpan Paused)
+    {
+        public static Memory Read() => new(GC.GetTotalAllocatedBytes(), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration());
+
+        public static Memory operator -(Memory a, Memory b) =>
+            new(a.Allocated - b.Allocated, a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.Paused - b.Paused);
     }
 
     /// <summary>Cumulative CPU seconds from /proc: this process, every postgres process, RabbitMQ's beam.smp, and the machine.</summary>

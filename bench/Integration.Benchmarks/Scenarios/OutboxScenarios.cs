@@ -125,6 +125,16 @@ public sealed class OutboxScenario : IScenario
             async count => (await Measure(context, count, outbox: true, paced: false)).Rate,
             async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
         var (direct, viaOutbox, peer) = (saturated[0], saturated[1], saturated[2]);
+        if (Environment.GetEnvironmentVariable("INTEGRATION_BENCH_OUTBOX_ONLY") == "saturated")
+        {
+            // The three saturated cases alone (no paced runs): for comparing a change quickly.
+            return
+            [
+                new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", "commit + direct publish", direct, "saturated: 64 writers; DirectDelivery on, RetentionPeriod 0"),
+                new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", $"{WolverinePeer.Name} outbox", peer, "ours vs peer, same run"),
+            ];
+        }
+
         var pacedCount = Math.Min(context.Settings.Count, PacedRate * 10);
         var (_, directLatency, directProbe) = await Measure(context, pacedCount, outbox: false, paced: true);
         var (_, outboxLatency, outboxProbe) = await Measure(context, pacedCount, outbox: true, paced: true);

@@ -1,6 +1,5 @@
 using System.Data;
 using System.Data.Common;
-using System.Runtime.CompilerServices;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
@@ -237,10 +236,10 @@ sealed class DeferredTransaction : IAsyncDisposable
 /// </summary>
 sealed class DeferredTransactionInterceptor : DbCommandInterceptor, ISaveChangesInterceptor, IDbTransactionInterceptor
 {
-    readonly ConditionalWeakTable<DbContext, DeferredTransaction> _units = [];
+    readonly ContextTable<DeferredTransaction> _units = new();
 
     /// <summary>Saves of outbox rows outside any transaction that this interceptor lets commit in their one command.</summary>
-    readonly ConditionalWeakTable<DbContext, ImplicitSave> _implicitSaves = [];
+    readonly ContextTable<ImplicitSave> _implicitSaves = new();
 
     /// <summary>
     /// Starts a unit of work on <paramref name="db"/>, or returns null when this interceptor is not on its options (then the
@@ -438,7 +437,11 @@ static class DeferredTransactions
         if (services.Any(d => d.ServiceType == typeof(Marker<TDbContext>)))
             return;
         services.AddSingleton<Marker<TDbContext>>();
-        services.ConfigureDbContext<TDbContext>((provider, options) => options.AddInterceptors(provider.GetRequiredService<DeferredTransactionInterceptor>()),
+        services.ConfigureDbContext<TDbContext>((provider, options) =>
+            {
+                ContextSlotsExtension.AddTo(options);
+                options.AddInterceptors(provider.GetRequiredService<DeferredTransactionInterceptor>());
+            },
             ServiceLifetime.Singleton);
     }
 

@@ -29,7 +29,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// <summary>The LISTEN/NOTIFY channel.</summary>
     public const string Channel = "integration_outbox";
 
-    readonly ConditionalWeakTable<DbContext, PendingCommit> _pending = [];
+    readonly Transactions.ContextTable<PendingCommit> _pending = new();
     readonly ConditionalWeakTable<DbTransaction, DbContext> _uncommitted = [];
     readonly ConcurrentDictionary<string, Notifier> _notifiers = new(StringComparer.Ordinal);
     readonly Lock _attachLock = new();
