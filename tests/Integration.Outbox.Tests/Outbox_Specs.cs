@@ -91,6 +91,46 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_writers_outrun_a_small_direct_queue_should_deliver_every_commit_once_and_in_order()
+    {
+        var paths = new System.Collections.Concurrent.ConcurrentBag<string?>();
+        using var meters = new System.Diagnostics.Metrics.MeterListener();
+        meters.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
+                l.EnableMeasurementEvents(instrument);
+        };
+        meters.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "integration.outbox.delivery")
+                    paths.Add(tag.Value as string);
+            }
+        });
+        meters.Start();
+        // Room for one transaction: forty concurrent writers of two messages each keep it full.
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
+        {
+            o.DirectDelivery = true;
+            o.DirectDeliveryLimit = 1;
+        });
+
+        var writes = await Task.WhenAll(Enumerable.Range(0, 40).Select(t => host.WriteAsync(2, start: t * 2)));
+        var ids = writes.SelectMany(w => w).ToList();
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey), 15), Is.True, "not delivered");
+        Assert.Multiple(() =>
+        {
+            // Saves that find the queue full wait for room (bounded), then go direct or, after the wait, to the claims.
+            Assert.That(paths.Count, Is.EqualTo(80), "each message delivered once, directly or through a claim");
+            var numbers = host.Received.InOrder.Select(r => r.Message.Number).ToList();
+            for (var t = 0; t < 40; t++)
+                Assert.That(numbers.Where(n => n / 2 == t), Is.EqualTo(new[] { t * 2, t * 2 + 1 }), $"transaction {t}'s messages in write order");
+        });
+    }
+
+    [Test]
     public async Task When_a_rollback_to_a_savepoint_drops_a_message_should_send_only_what_committed()
     {
         await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true);

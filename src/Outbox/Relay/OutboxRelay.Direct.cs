@@ -66,6 +66,59 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
         return true;
     }
 
+    /// <summary>Longest wait of a save for room in the direct queue (<see cref="WaitForRoomAsync"/>).</summary>
+    static readonly TimeSpan RoomWait = TimeSpan.FromSeconds(1);
+
+    TaskCompletionSource _room = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    int _roomWaiters;
+
+    /// <inheritdoc />
+    public ValueTask WaitForRoomAsync(DbContext context, CancellationToken cancellationToken)
+    {
+        if (!_directOpen || context.GetType() != typeof(TDbContext) || Volatile.Read(ref _directQueued) < _directLimit
+            || Time.GetUtcNow().UtcTicks < Volatile.Read(ref _directPausedUntil))
+            return ValueTask.CompletedTask;
+        return new ValueTask(WaitForRoomCoreAsync(cancellationToken));
+    }
+
+    async Task WaitForRoomCoreAsync(CancellationToken cancellationToken)
+    {
+        var deadline = Time.GetTimestamp() + (long)(RoomWait.TotalSeconds * Time.TimestampFrequency);
+        Interlocked.Increment(ref _roomWaiters);
+        try
+        {
+            while (_directOpen && Time.GetUtcNow().UtcTicks >= Volatile.Read(ref _directPausedUntil))
+            {
+                // Waiter first, then the signal, then the check: a chain that ends after the check finds the waiter and sets
+                // this signal (or a later one, after this one was already set).
+                var room = Volatile.Read(ref _room);
+                if (Volatile.Read(ref _directQueued) < _directLimit)
+                    return;
+                var left = Time.GetElapsedTime(Time.GetTimestamp(), deadline);
+                if (left <= TimeSpan.Zero)
+                    return;
+                try
+                {
+                    await room.Task.WaitAsync(left, Time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    return;   // the save goes on; TryLease decides (the claims take it while the queue is full)
+                }
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _roomWaiters);
+        }
+    }
+
+    void SignalRoom()
+    {
+        if (Volatile.Read(ref _roomWaiters) > 0 && Volatile.Read(ref _directQueued) < _directLimit)
+            Interlocked.Exchange(ref _room, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
     /// <inheritdoc />
     public void Deliver(OutboxMessage[] messages, bool verify)
     {
@@ -162,6 +215,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
             if (sent > 0 || failed)
                 SignalDirectMark();
             Interlocked.Add(ref _directQueued, -handed.Messages.Length);
+            SignalRoom();
             gate.Release();
         }
     }

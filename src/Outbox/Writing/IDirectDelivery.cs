@@ -19,6 +19,14 @@ interface IDirectDelivery
     bool TryLease(DbContext context, out Guid token, out DateTimeOffset until);
 
     /// <summary>
+    /// Completes when this relay's direct queue has room for a commit of <paramref name="context"/>, or at once when the
+    /// relay would not take it anyway (another DbContext type, direct delivery paused or stopped); waits one second at
+    /// most. Async saves call it first: a writer that outruns the relay is held back briefly instead of sending its commit
+    /// to the claims.
+    /// </summary>
+    ValueTask WaitForRoomAsync(DbContext context, CancellationToken cancellationToken);
+
+    /// <summary>
     /// One committed transaction's messages, in write order, leased under the token. <paramref name="verify"/>: a rollback
     /// to a savepoint may have removed some; send only those still in the table.
     /// </summary>

@@ -43,8 +43,27 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        Saving(eventData.Context);
+        if (eventData.Context is not { } context || Added(context) is not { } added)
+            return base.SavingChangesAsync(eventData, result, cancellationToken);
+        // Flow control: while a relay of this process has its direct queue full, an async save waits (bounded) for room
+        // instead of writing its rows for the claims, which cost the database more than the direct path.
+        foreach (var relay in Volatile.Read(ref _direct))
+        {
+            var room = relay.WaitForRoomAsync(context, cancellationToken);
+            if (!room.IsCompletedSuccessfully)
+                return SavingAfterAsync(room, context, added, result);
+        }
+
+        Saving(context, added);
         return base.SavingChangesAsync(eventData, result, cancellationToken);
+    }
+
+    /// <summary>The async save, once the relay's direct queue has room (or the bounded wait ran out).</summary>
+    async ValueTask<InterceptionResult<int>> SavingAfterAsync(ValueTask room, DbContext context, List<OutboxMessage> added, InterceptionResult<int> result)
+    {
+        await room.ConfigureAwait(false);
+        Saving(context, added);
+        return result;
     }
 
     /// <inheritdoc />
@@ -145,29 +164,12 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// </summary>
     void Saving(DbContext? context)
     {
-        if (context is null)
-            return;
-        List<OutboxMessage>? added = null;
-        // Without a change detection pass of its own (the save runs one right after this, over every tracked entity): an outbox
-        // row is Added by IOutbox's Add, never by a property change, and has no navigation that could bring one in.
-        var tracker = context.ChangeTracker;
-        var detect = tracker.AutoDetectChangesEnabled;
-        tracker.AutoDetectChangesEnabled = false;
-        try
-        {
-            foreach (var entry in tracker.Entries<OutboxMessage>())
-            {
-                if (entry.State == EntityState.Added)
-                    (added ??= []).Add(entry.Entity);
-            }
-        }
-        finally
-        {
-            tracker.AutoDetectChangesEnabled = detect;
-        }
+        if (context is not null && Added(context) is { } added)
+            Saving(context, added);
+    }
 
-        if (added is null)
-            return;
+    void Saving(DbContext context, List<OutboxMessage> added)
+    {
         var transaction = context.Database.CurrentTransaction?.GetDbTransaction();
         if (!_pending.TryGetValue(context, out var pending) || pending.Transaction is null || !ReferenceEquals(pending.Transaction, transaction))
         {
@@ -202,6 +204,31 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         }
 
         pending.Saving = added;
+    }
+
+    /// <summary>The outbox rows the save is about to insert; null when none.</summary>
+    static List<OutboxMessage>? Added(DbContext context)
+    {
+        List<OutboxMessage>? added = null;
+        // Without a change detection pass of its own (the save runs one right after this, over every tracked entity): an outbox
+        // row is Added by IOutbox's Add, never by a property change, and has no navigation that could bring one in.
+        var tracker = context.ChangeTracker;
+        var detect = tracker.AutoDetectChangesEnabled;
+        tracker.AutoDetectChangesEnabled = false;
+        try
+        {
+            foreach (var entry in tracker.Entries<OutboxMessage>())
+            {
+                if (entry.State == EntityState.Added)
+                    (added ??= []).Add(entry.Entity);
+            }
+        }
+        finally
+        {
+            tracker.AutoDetectChangesEnabled = detect;
+        }
+
+        return added;
     }
 
     void Saved(DbContext? context)
