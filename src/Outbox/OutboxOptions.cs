@@ -31,7 +31,10 @@ public sealed class OutboxOptions
     /// </summary>
     public bool DirectDelivery { get; set; }
 
-    /// <summary>Messages waiting for direct delivery at most; further commits are claimed from the table until the queue drains.</summary>
+    /// <summary>
+    /// Messages waiting for direct delivery at most. An async save that finds the queue full waits up to one second for room;
+    /// a commit that still finds it full (or a sync save) is claimed from the table.
+    /// </summary>
     public int DirectDeliveryLimit { get; set; } = 2000;
 
     /// <summary>How long a claim lasts; a relay that dies loses its claims after this.</summary>
