@@ -13,7 +13,9 @@ namespace Integration.Outbox.Transactions;
 /// </summary>
 sealed class ContextSlots
 {
-    (object Key, object Value)[] _entries = [];
+    // One slot per interceptor table that ever used this instance (at most three); a removed value leaves its slot empty
+    // for the next save, so a save in progress allocates nothing here.
+    (object Key, object? Value)[] _entries = [];
 
     public object? Get(object key)
     {
@@ -26,7 +28,7 @@ sealed class ContextSlots
         return null;
     }
 
-    public void Set(object key, object value)
+    public void Set(object key, object? value)
     {
         for (var i = 0; i < _entries.Length; i++)
         {
@@ -37,22 +39,11 @@ sealed class ContextSlots
             }
         }
 
-        var grown = new (object, object)[_entries.Length + 1];
-        _entries.CopyTo(grown, 0);
-        grown[^1] = (key, value);
-        _entries = grown;
+        if (value is not null)
+            _entries = [.. _entries, (key, value)];
     }
 
-    public void Remove(object key)
-    {
-        var index = Array.FindIndex(_entries, e => ReferenceEquals(e.Key, key));
-        if (index < 0)
-            return;
-        var shrunk = new (object, object)[_entries.Length - 1];
-        Array.Copy(_entries, 0, shrunk, 0, index);
-        Array.Copy(_entries, index + 1, shrunk, index, _entries.Length - index - 1);
-        _entries = shrunk;
-    }
+    public void Remove(object key) => Set(key, null);
 }
 
 /// <summary>Registers <see cref="ContextSlots"/> in EF Core's per-context service provider (one instance per DbContext instance).</summary>
