@@ -152,7 +152,7 @@ public sealed class OutboxHost : IAsyncDisposable
     public static async Task<OutboxHost> StartAsync(TestBroker broker, TestDatabase database, bool relay = true, bool consume = false,
         Action<OutboxOptions>? outbox = null, int? brokerPort = null, Received? received = null, CrashOnceAfterCommit? inbox = null,
         bool busOutbox = false, string? schema = null, bool dbContextAfterOutbox = false,
-        Microsoft.EntityFrameworkCore.Diagnostics.IInterceptor? interceptor = null)
+        Microsoft.EntityFrameworkCore.Diagnostics.IInterceptor? interceptor = null, Action<IRabbitMqBusFactoryConfigurator>? bus = null)
     {
         var host = await IntegrationServiceHost.StartAsync(h =>
         {
@@ -214,6 +214,7 @@ public sealed class OutboxHost : IAsyncDisposable
                         });
                     }
 
+                    bus?.Invoke(cfg);
                     cfg.ConfigureEndpoints(context);
                 });
             });

@@ -131,6 +131,50 @@ public sealed class Outbox_Specs
     }
 
     [Test]
+    public async Task When_the_direct_queue_is_full_should_hold_the_next_save_until_there_is_room()
+    {
+        var paths = new System.Collections.Concurrent.ConcurrentQueue<string?>();
+        using var meters = new System.Diagnostics.Metrics.MeterListener();
+        meters.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
+                l.EnableMeasurementEvents(instrument);
+        };
+        meters.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "integration.outbox.delivery")
+                    paths.Enqueue(tag.Value as string);
+            }
+        });
+        meters.Start();
+        // The relay's publishes of WidgetCreated wait at a gate: the first commit fills a direct queue of one and stays in it.
+        var gate = new PublishGate<WidgetCreated>();
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
+        {
+            o.DirectDelivery = true;
+            o.DirectDeliveryLimit = 1;
+        }, bus: cfg => cfg.ConfigurePublish(p => p.UseFilter(gate)));
+
+        var first = await host.WriteAsync(1, start: 0);
+        var second = host.WriteAsync(1, start: 1);
+        await Task.Delay(TimeSpan.FromMilliseconds(200));
+        var held = !second.IsCompleted;
+        gate.Open();
+        var ids = first.Concat(await second).ToList();
+
+        Assert.That(await Until(() => ids.All(host.Received.ByMessageId.ContainsKey), 15), Is.True, "not delivered");
+        Assert.Multiple(() =>
+        {
+            Assert.That(held, Is.True, "a save that finds the relay's direct queue full waits for room (up to a second)");
+            Assert.That(paths, Is.EqualTo(new[] { "direct", "direct" }),
+                "once the first commit is confirmed the held save goes direct too, not to the claims");
+            Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 0, 1 }));
+        });
+    }
+
+    [Test]
     public async Task When_a_rollback_to_a_savepoint_drops_a_message_should_send_only_what_committed()
     {
         await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true);
@@ -726,4 +770,22 @@ sealed class OutboxListener : IAsyncDisposable
     public Task<bool> WaitAsync(TimeSpan timeout) => _connection.WaitAsync(timeout);
 
     public ValueTask DisposeAsync() => _connection.DisposeAsync();
+}
+
+/// <summary>Holds the publishes of <typeparamref name="T"/> until <see cref="Open"/>; every other message passes.</summary>
+sealed class PublishGate<T> : IFilter<PublishContext>
+    where T : class
+{
+    readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Open() => _open.TrySetResult();
+
+    public async Task Send(PublishContext context, IPipe<PublishContext> next)
+    {
+        if (context is PublishContext<T>)
+            await _open.Task;
+        await next.Send(context);
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("publish-gate");
 }
