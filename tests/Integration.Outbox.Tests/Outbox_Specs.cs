@@ -93,22 +93,7 @@ public sealed class Outbox_Specs
     [Test]
     public async Task When_writers_outrun_a_small_direct_queue_should_deliver_every_commit_once_and_in_order()
     {
-        var paths = new System.Collections.Concurrent.ConcurrentBag<string?>();
-        using var meters = new System.Diagnostics.Metrics.MeterListener();
-        meters.InstrumentPublished = (instrument, l) =>
-        {
-            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
-                l.EnableMeasurementEvents(instrument);
-        };
-        meters.SetMeasurementEventCallback<long>((_, _, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag.Key == "integration.outbox.delivery")
-                    paths.Add(tag.Value as string);
-            }
-        });
-        meters.Start();
+        using var paths = new DeliveryPaths();
         // Room for one transaction: forty concurrent writers of two messages each keep it full.
         await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
         {
@@ -123,7 +108,7 @@ public sealed class Outbox_Specs
         Assert.Multiple(() =>
         {
             // Saves that find the queue full wait for room (bounded), then go direct or, after the wait, to the claims.
-            Assert.That(paths.Count, Is.EqualTo(80), "each message delivered once, directly or through a claim");
+            Assert.That(paths.Seen.Count, Is.EqualTo(80), "each message delivered once, directly or through a claim");
             var numbers = host.Received.InOrder.Select(r => r.Message.Number).ToList();
             for (var t = 0; t < 40; t++)
                 Assert.That(numbers.Where(n => n / 2 == t), Is.EqualTo(new[] { t * 2, t * 2 + 1 }), $"transaction {t}'s messages in write order");
@@ -133,22 +118,7 @@ public sealed class Outbox_Specs
     [Test]
     public async Task When_the_direct_queue_is_full_should_hold_the_next_save_until_there_is_room()
     {
-        var paths = new System.Collections.Concurrent.ConcurrentQueue<string?>();
-        using var meters = new System.Diagnostics.Metrics.MeterListener();
-        meters.InstrumentPublished = (instrument, l) =>
-        {
-            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
-                l.EnableMeasurementEvents(instrument);
-        };
-        meters.SetMeasurementEventCallback<long>((_, _, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag.Key == "integration.outbox.delivery")
-                    paths.Enqueue(tag.Value as string);
-            }
-        });
-        meters.Start();
+        using var paths = new DeliveryPaths();
         // The relay's publishes of WidgetCreated wait at a gate: the first commit fills a direct queue of one and stays in it.
         var gate = new PublishGate<WidgetCreated>();
         await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o =>
@@ -168,7 +138,7 @@ public sealed class Outbox_Specs
         Assert.Multiple(() =>
         {
             Assert.That(held, Is.True, "a save that finds the relay's direct queue full waits for room (up to a second)");
-            Assert.That(paths, Is.EqualTo(new[] { "direct", "direct" }),
+            Assert.That(paths.Seen, Is.EqualTo(new[] { "direct", "direct" }),
                 "once the first commit is confirmed the held save goes direct too, not to the claims");
             Assert.That(host.Received.InOrder.Select(r => r.Message.Number), Is.EqualTo(new[] { 0, 1 }));
         });
@@ -770,6 +740,34 @@ sealed class OutboxListener : IAsyncDisposable
     public Task<bool> WaitAsync(TimeSpan timeout) => _connection.WaitAsync(timeout);
 
     public ValueTask DisposeAsync() => _connection.DisposeAsync();
+}
+
+/// <summary>The path (<c>direct</c> or the claim's) of every delivery counted on <c>integration.outbox.delivered</c>, in order.</summary>
+sealed class DeliveryPaths : IDisposable
+{
+    readonly System.Diagnostics.Metrics.MeterListener _meters = new();
+
+    public DeliveryPaths()
+    {
+        _meters.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == OutboxDiagnostics.Name && instrument.Name == "integration.outbox.delivered")
+                l.EnableMeasurementEvents(instrument);
+        };
+        _meters.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "integration.outbox.delivery")
+                    Seen.Enqueue(tag.Value as string);
+            }
+        });
+        _meters.Start();
+    }
+
+    public System.Collections.Concurrent.ConcurrentQueue<string?> Seen { get; } = new();
+
+    public void Dispose() => _meters.Dispose();
 }
 
 /// <summary>Holds the publishes of <typeparamref name="T"/> until <see cref="Open"/>; every other message passes.</summary>
