@@ -79,11 +79,12 @@ public static class WolverinePeer
     public static string Settings(BenchSettings settings) =>
         $"{Name}: Durability.Mode=Solo, PostgreSQL message store (schema '{Schema}'), AddDbContextWithWolverineIntegration (envelopes in EF's batch), " +
         $"AutoApplyTransactions, RabbitMQ publisher confirms on (+tracking), prefetch {settings.Prefetch}, MaximumParallelMessages {settings.Prefetch}, " +
+        "publishing through a fanout exchange bound to the listener's queue (outbox case: buffered listener, no inbox, as ours; inbox case: inline sends, as ours), " +
         $"{WarmUp} messages per host before its clock (runtime code generation)";
 
     enum Case { Outbox, Inbox, Plain }
 
-    /// <summary>Durable outbox: one row + one message per <c>SaveChangesAndFlushMessagesAsync</c>, delivered to a durable-inbox-free listener.</summary>
+    /// <summary>Durable outbox: one row + one message per <c>SaveChangesAndFlushMessagesAsync</c>, published through an exchange bound to the listener's queue, so the listener stays buffered (no inbox), as ours.</summary>
     public static async Task<(double Rate, LatencyRecorder Latency)> MeasureOutbox(BenchContext context, int count, bool paced, int pacedRate)
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-wolverine-outbox");
@@ -198,12 +199,17 @@ public static class WolverinePeer
             {
                 case Case.Outbox:
                     opts.Discovery.IncludeType(typeof(PeerOutboxHandler));
-                    opts.PublishMessage<PeerOutboxMessage>().ToRabbitQueue("peer-outbox").UseDurableOutbox();
-                    opts.ListenToRabbitQueue("peer-outbox").PreFetchCount(prefetch).MaximumParallelMessages(prefetch);
+                    // Through an exchange bound to the queue (as ours publishes): a durable outbox on a queue's own endpoint would
+                    // make its listener durable too (one Wolverine endpoint per queue), which writes and marks an incoming
+                    // envelope per message; our consumer has no inbox, so neither does the peer's.
+                    opts.PublishMessage<PeerOutboxMessage>().ToRabbitExchange("peer-outbox", e => e.BindQueue("peer-outbox")).UseDurableOutbox();
+                    opts.ListenToRabbitQueue("peer-outbox").PreFetchCount(prefetch).MaximumParallelMessages(prefetch).BufferedInMemory();
                     break;
                 case Case.Inbox:
                     opts.Discovery.IncludeType(typeof(PeerInboxHandler));
-                    opts.PublishMessage<PeerInboxMessage>().ToRabbitQueue("peer-inbox").SendInline();
+                    // Through an exchange (as ours publishes): on the queue's own endpoint the listener's durable inbox would make the
+                    // sends durable too (an outgoing envelope written and deleted per message), which our plain sender does not pay.
+                    opts.PublishMessage<PeerInboxMessage>().ToRabbitExchange("peer-inbox", e => e.BindQueue("peer-inbox")).SendInline();
                     opts.ListenToRabbitQueue("peer-inbox").PreFetchCount(prefetch).MaximumParallelMessages(prefetch).UseDurableInbox();
                     break;
                 case Case.Plain:
