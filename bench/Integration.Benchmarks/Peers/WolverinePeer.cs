@@ -85,7 +85,7 @@ public static class WolverinePeer
     enum Case { Outbox, Inbox, Plain }
 
     /// <summary>Durable outbox: one row + one message per <c>SaveChangesAndFlushMessagesAsync</c>, published through an exchange bound to the listener's queue, so the listener stays buffered (no inbox), as ours.</summary>
-    public static async Task<(double Rate, LatencyRecorder Latency)> MeasureOutbox(BenchContext context, int count, bool paced, int pacedRate)
+    public static async Task<(double Rate, LatencyProbe Probe)> MeasureOutbox(BenchContext context, int count, bool paced, int pacedRate)
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-wolverine-outbox");
         await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_wolverine_outbox");
@@ -94,6 +94,7 @@ public static class WolverinePeer
 
         async Task Commit(int index)
         {
+            state.Probe.Starting(index);
             await using var scope = host.Services.CreateAsyncScope();
             var outbox = scope.ServiceProvider.GetRequiredService<IDbContextOutbox<PeerDbContext>>();
             outbox.DbContext.Add(new BenchRow { Id = Guid.NewGuid(), Index = index });
@@ -124,7 +125,7 @@ public static class WolverinePeer
         await host.StopAsync();
         if (profile is not null)
             await profile.ReportAsync($"{Name} outbox{(paced ? " (paced)" : "")}", count);
-        return (rate, state.Probe.Latency);
+        return (rate, state.Probe);
     }
 
     /// <summary>Durable inbox + one EF write per message; sent (confirms, inline) by 64 concurrent senders as ours.</summary>
