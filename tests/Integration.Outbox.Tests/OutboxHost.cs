@@ -18,6 +18,13 @@ public sealed class Widget
 
 public sealed record WidgetCreated(Guid WidgetId, string Name, int Number);
 
+/// <summary>A row written under optimistic concurrency: <see cref="Quantity"/> is its concurrency token.</summary>
+public sealed class Stock
+{
+    public Guid Id { get; set; }
+    public int Quantity { get; set; }
+}
+
 public sealed class Charge
 {
     public Guid Id { get; set; }
@@ -96,12 +103,19 @@ public sealed class ShopDbContext(DbContextOptions<ShopDbContext> options, Outbo
 
     public DbSet<Charge> Charges => Set<Charge>();
 
+    public DbSet<Stock> Stock => Set<Stock>();
+
     public string? Schema { get; } = schema?.Name;
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<Widget>().ToTable("widgets");
         modelBuilder.Entity<Charge>().ToTable("charges");
+        modelBuilder.Entity<Stock>(e =>
+        {
+            e.ToTable("stock");
+            e.Property(x => x.Quantity).IsConcurrencyToken();
+        });
         modelBuilder.AddIntegrationOutbox(Schema);
     }
 }

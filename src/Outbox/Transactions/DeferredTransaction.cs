@@ -169,23 +169,31 @@ sealed class DeferredTransaction : IAsyncDisposable
     bool FitsOneCommand() => FitsOneCommand(Db, out _);
 
     /// <summary>
-    /// True when EF Core certainly writes <paramref name="db"/>'s tracked changes in one command; one pass over the entries,
-    /// which also tells whether outbox rows are among them.
+    /// True when EF Core certainly writes <paramref name="db"/>'s tracked changes in one command <b>and</b> that command may
+    /// commit in PostgreSQL's implicit transaction; one pass over the entries, which also tells whether outbox rows are among
+    /// them. An <c>UPDATE</c> or <c>DELETE</c> that matches no row (a lost concurrency check, a row deleted meanwhile) is no
+    /// database error: EF Core sees it only after the command ran, when the implicit transaction has already committed
+    /// everything else in it (outbox rows, the inbox row). So such a statement rides alone, or the save takes a transaction
+    /// that is rolled back; only <c>INSERT</c>s, which either take effect or fail the whole command, share it.
     /// </summary>
     internal static bool FitsOneCommand(DbContext db, out bool writesOutbox)
     {
         writesOutbox = false;
         var entries = 0;
         var commands = 0;
+        var checkedAfterwards = false;
         foreach (var entry in db.ChangeTracker.Entries())
         {
             if (entry.State is not (EntityState.Added or EntityState.Modified or EntityState.Deleted))
                 continue;
             entries++;
             commands += Math.Max(1, entry.Metadata.GetTableMappings().Count());
+            checkedAfterwards |= entry.State != EntityState.Added;
             writesOutbox |= entry.State == EntityState.Added && entry.Entity is Model.OutboxMessage;
         }
 
+        if (checkedAfterwards && commands > 1)
+            return false;
         var maxBatchSize = db.GetService<IDbContextOptions>().Extensions.OfType<RelationalOptionsExtension>().FirstOrDefault()?.MaxBatchSize ?? 1000;
         return entries <= MaxEntriesInOneCommand && commands <= Math.Min(maxBatchSize, MaxEntriesInOneCommand);
     }
