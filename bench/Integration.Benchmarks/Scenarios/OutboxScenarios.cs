@@ -149,6 +149,8 @@ public sealed class OutboxScenario : IScenario
                 // Our saturated case alone (for a trace of this process: dotnet-trace collect -- dotnet Integration.Benchmarks.dll outbox).
                 var alone = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
                 return [new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", alone, "msg/s", Note: "saturated: 64 writers; DirectDelivery on; alone")];
+            case "rowcost":
+                return await RowCostExperiment.RunAsync(context);
             case "direct":
                 // The direct-publish baseline alone (for a trace to set beside ours).
                 var baseline = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
