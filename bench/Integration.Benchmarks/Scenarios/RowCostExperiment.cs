@@ -1,7 +1,7 @@
 using System.Data.Common;
 using System.Diagnostics;
 using Integration.Benchmarks.Harness;
-using Integration.Outbox;
+using Integration.Outbox.Model;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -13,64 +13,22 @@ using NpgsqlTypes;
 
 namespace Integration.Benchmarks.Scenarios;
 
-public sealed class ShadowRow
-{
-    public long Sequence { get; set; }
-    public Guid TransactionId { get; set; }
-    public Guid MessageId { get; set; }
-    public string? Destination { get; set; }
-    public string MessageType { get; set; } = "";
-    public string Body { get; set; } = "";
-    public Guid? CorrelationId { get; set; }
-    public DateTimeOffset CreatedAt { get; set; }
-    public DateTimeOffset? DeliveredAt { get; set; }
-    public string? TraceParent { get; set; }
-    public string? TraceState { get; set; }
-    public string? Envelope { get; set; }
-    public Guid? LockToken { get; set; }
-    public DateTimeOffset? LockedUntil { get; set; }
-    public int Attempts { get; set; }
-    public string? LastError { get; set; }
-}
-
+/// <summary>The outbox's own tables and row type, without the outbox's services: nothing relays what is written here.</summary>
 public sealed class ShadowDbContext(DbContextOptions<ShadowDbContext> options) : DbContext(options)
 {
-    public ShadowRow? Raw;
+    public OutboxMessage? Raw;
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.Entity<BenchRow>().ToTable("bench_rows");
-        modelBuilder.Entity<ShadowRow>(e =>
-        {
-            e.ToTable("bench_shadow");
-            e.HasKey(x => x.Sequence);
-            e.Property(x => x.Sequence).HasColumnName("sequence").UseIdentityAlwaysColumn();
-            e.Property(x => x.TransactionId).HasColumnName("transaction_id");
-            e.Property(x => x.MessageId).HasColumnName("message_id");
-            e.Property(x => x.Destination).HasColumnName("destination").HasMaxLength(1000);
-            e.Property(x => x.MessageType).HasColumnName("message_type").HasMaxLength(1000);
-            e.Property(x => x.Body).HasColumnName("body").HasColumnType("jsonb");
-            e.Property(x => x.CorrelationId).HasColumnName("correlation_id");
-            e.Property(x => x.CreatedAt).HasColumnName("created_at");
-            e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
-            e.Property(x => x.TraceParent).HasColumnName("trace_parent").HasMaxLength(128);
-            e.Property(x => x.TraceState).HasColumnName("trace_state").HasMaxLength(512);
-            e.Property(x => x.Envelope).HasColumnName("envelope").HasColumnType("jsonb");
-            e.Property(x => x.LockToken).HasColumnName("lock_token");
-            e.Property(x => x.LockedUntil).HasColumnName("locked_until");
-            e.Property(x => x.Attempts).HasColumnName("attempts");
-            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
-            e.HasIndex(x => x.Sequence).HasDatabaseName("ix_shadow_pending").HasFilter("delivered_at IS NULL");
-            e.HasIndex(x => new { x.TransactionId, x.Sequence }).HasDatabaseName("ix_shadow_transaction").HasFilter("delivered_at IS NULL");
-            e.HasIndex(x => x.DeliveredAt).HasDatabaseName("ix_shadow_delivered").HasFilter("delivered_at IS NOT NULL");
-        });
+        modelBuilder.AddIntegrationOutbox();
     }
 }
 
-/// <summary>Appends the shadow row's INSERT to EF Core's command (outside the change tracker).</summary>
+/// <summary>Appends the row's INSERT to EF Core's command (outside the change tracker).</summary>
 sealed class AppendShadow : DbCommandInterceptor
 {
-    const string Sql = ";\nINSERT INTO bench_shadow (transaction_id, message_id, destination, message_type, body, correlation_id, created_at, trace_parent, trace_state, envelope, lock_token, locked_until, attempts) " +
+    const string Sql = ";\nINSERT INTO outbox_messages (transaction_id, message_id, destination, message_type, body, correlation_id, created_at, trace_parent, trace_state, envelope, lock_token, locked_until, attempts) " +
         "VALUES (@sx0, @sx1, @sx2, @sx3, @sx4, @sx5, @sx6, @sx7, @sx8, @sx9, @sx10, @sx11, @sx12)";
 
     public override ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
@@ -151,7 +109,7 @@ static class RowCostExperiment
             db.Add(new BenchRow { Id = Guid.NewGuid(), Index = i });
             if (mode > 0)
             {
-                var row = new ShadowRow
+                var row = new OutboxMessage
                 {
                     TransactionId = Guid.CreateVersion7(), MessageId = Guid.CreateVersion7(),
                     MessageType = typeof(OutboxBenchMessage).AssemblyQualifiedName!,
@@ -181,8 +139,8 @@ static class RowCostExperiment
         var rate = count / stopwatch.Elapsed.TotalSeconds;
         await using (var scope = host.Services.CreateAsyncScope())
         {
-            var rows = await scope.ServiceProvider.GetRequiredService<ShadowDbContext>().Set<ShadowRow>().CountAsync();
-            Console.Error.WriteLine($"[bench] rowcost mode {mode}: {rows} shadow rows");
+            var rows = await scope.ServiceProvider.GetRequiredService<ShadowDbContext>().Set<OutboxMessage>().CountAsync();
+            Console.Error.WriteLine($"[bench] rowcost mode {mode}: {rows} outbox rows");
         }
 
         await host.StopAsync();
