@@ -149,6 +149,15 @@ public sealed class OutboxScenario : IScenario
                 // Our saturated case alone (for a trace of this process: dotnet-trace collect -- dotnet Integration.Benchmarks.dll outbox).
                 var alone = await context.MedianAsync(async count => (await Measure(context, count, outbox: true, paced: false)).Rate);
                 return [new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", alone, "msg/s", Note: "saturated: 64 writers; DirectDelivery on; alone")];
+            case "tune":
+                // INTEGRATION_BENCH_OUTBOX_TUNE="limit,concurrency;limit,concurrency": our saturated case with each
+                // DirectDeliveryLimit and DeliveryConcurrency, in turns (ratios against the first).
+                var variants = (Environment.GetEnvironmentVariable("INTEGRATION_BENCH_OUTBOX_TUNE")
+                        ?? throw new InvalidOperationException("INTEGRATION_BENCH_OUTBOX_ONLY=tune needs INTEGRATION_BENCH_OUTBOX_TUNE, e.g. \"2000,100;200,256\""))
+                    .Split(';').Select(v => v.Split(',').Select(int.Parse).ToArray()).ToArray();
+                var tuned = await context.InTurnsAsync([.. variants.Select(v => (Func<int, Task<double>>)(async count =>
+                    (await Measure(context, count, outbox: true, paced: false, o => { o.DirectDeliveryLimit = v[0]; o.DeliveryConcurrency = v[1]; })).Rate))]);
+                return [.. variants.Select((v, i) => new Result("4 outbox", $"ours limit {v[0]} concurrency {v[1]}", "throughput", tuned[i], "msg/s", "first", tuned[0]))];
             case "rowcost":
                 return await RowCostExperiment.RunAsync(context);
             case "direct":
@@ -156,19 +165,30 @@ public sealed class OutboxScenario : IScenario
                 var baseline = await context.MedianAsync(async count => (await Measure(context, count, outbox: false, paced: false)).Rate);
                 return [new Result("4 outbox", "commit, then direct publish (confirms)", "throughput", baseline, "msg/s", Note: "saturated: 64 writers; alone")];
         }
-        // The saturated cases in turns (direct publish, ours, the peer): their ratios are the point.
+        // The saturated cases in turns (direct publish, ours, the peer, the floor of any outbox): their ratios are the point.
         var saturated = await context.InTurnsAsync(
             async count => (await Measure(context, count, outbox: false, paced: false)).Rate,
             async count => (await Measure(context, count, outbox: true, paced: false)).Rate,
-            async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate);
-        var (direct, viaOutbox, peer) = (saturated[0], saturated[1], saturated[2]);
+            async count => (await WolverinePeer.MeasureOutbox(context, count, paced: false, PacedRate)).Rate,
+            count => RowCostExperiment.Floor(context, count));
+        var (direct, viaOutbox, peer, floor) = (saturated[0], saturated[1], saturated[2], saturated[3]);
+        var floorCase = "floor: commit + the outbox row appended raw, direct publish";
+        Result[] floorRows =
+        [
+            new Result("4 outbox", floorCase, "throughput", floor, "msg/s", "commit + direct publish", direct,
+                "saturated: 64 writers; the row at no framework cost (no change tracking, relay or delete): no outbox can be faster"),
+            new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", "floor", floor, "ours vs the floor, same run"),
+            new Result("4 outbox", floorCase, "throughput", floor, "msg/s", $"{WolverinePeer.Name} outbox", peer,
+                "the most any one-row-per-message outbox could lead the peer by on this machine"),
+        ];
         if (Environment.GetEnvironmentVariable("INTEGRATION_BENCH_OUTBOX_ONLY") == "saturated")
         {
-            // The three saturated cases alone (no paced runs): for comparing a change quickly.
+            // The saturated cases alone (no paced runs): for comparing a change quickly.
             return
             [
                 new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", "commit + direct publish", direct, "saturated: 64 writers; DirectDelivery on, RetentionPeriod 0"),
                 new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", $"{WolverinePeer.Name} outbox", peer, "ours vs peer, same run"),
+                .. floorRows,
             ];
         }
 
@@ -196,6 +216,7 @@ public sealed class OutboxScenario : IScenario
             new Result("4 outbox", "outbox", "commit-to-consume p99", outboxLatency.PercentileMs(99), "ms", "direct p99", directLatency.PercentileMs(99), ours),
             new Result("4 outbox", $"{peerName} durable outbox (EF Core, confirms)", "throughput", peer, "msg/s", "commit + direct publish", direct, "saturated: 64 writers; peer"),
             new Result("4 outbox", "commit with outbox, relay (confirms)", "throughput", viaOutbox, "msg/s", $"{peerName} outbox", peer, "ours vs peer, same run; DirectDelivery on, RetentionPeriod 0"),
+            .. floorRows,
             // The peer's commit call flushes its outbox before it returns: almost every message is consumed before that, so
             // its clock from the return reads 0 (printed above). Its latency is compared from before the commit, where each
             // side is charged its whole wait (the commit included).
@@ -230,12 +251,13 @@ public sealed class OutboxScenario : IScenario
         return results;
     }
 
-    static async Task<(double Rate, LatencyRecorder Latency, LatencyProbe Probe)> Measure(BenchContext context, int count, bool outbox, bool paced)
+    static async Task<(double Rate, LatencyRecorder Latency, LatencyProbe Probe)> Measure(BenchContext context, int count, bool outbox, bool paced,
+        Action<OutboxOptions>? tune = null)
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-outbox");
         await using var database = await context.Infrastructure.CreateDatabaseAsync("bench_outbox");
         var probe = new LatencyProbe(count, LatencyProbe.HostWarmUp);
-        using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false);
+        using var host = await OutboxBench.StartHost(context, broker, database, probe, consumer: typeof(ProbeConsumer), inbox: false, tune);
         var bus = host.Services.GetRequiredService<IBus>();
 
         async Task Commit(int i)
@@ -337,7 +359,8 @@ public sealed class InboxScenario : IScenario
 
 static class OutboxBench
 {
-    public static async Task<IHost> StartHost(BenchContext context, TestBroker broker, TestDatabase database, LatencyProbe probe, Type consumer, bool inbox)
+    public static async Task<IHost> StartHost(BenchContext context, TestBroker broker, TestDatabase database, LatencyProbe probe, Type consumer, bool inbox,
+        Action<OutboxOptions>? tune = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -352,6 +375,7 @@ static class OutboxBench
         {
             o.DirectDelivery = true;
             o.RetentionPeriod = TimeSpan.Zero;
+            tune?.Invoke(o);
         });
         builder.Services.AddMassTransit(x =>
         {

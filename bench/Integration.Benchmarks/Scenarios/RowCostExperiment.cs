@@ -75,6 +75,13 @@ static class RowCostExperiment
         ];
     }
 
+    /// <summary>
+    /// Mode 2 is the floor of any outbox that writes one row per message and publishes it with confirms: the row is written
+    /// in the business commit's one command at no framework cost (no change tracking, no relay, no mark or delete afterwards),
+    /// and the writer publishes it itself. An outbox cannot run faster than this on the same machine.
+    /// </summary>
+    internal static Task<double> Floor(BenchContext context, int count) => Measure(context, count, 2);
+
     static async Task<double> Measure(BenchContext context, int count, int mode)
     {
         await using var broker = await context.Infrastructure.CreateVirtualHostAsync("bench-rowcost");
