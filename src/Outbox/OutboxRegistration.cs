@@ -39,7 +39,8 @@ public static class OutboxRegistration
         services.ConfigureDbContext<TDbContext>((provider, options) =>
             {
                 Transactions.ContextSlotsExtension.AddTo(options);
-                options.AddInterceptors(provider.GetRequiredService<OutboxNotifyInterceptor>());
+                var notify = provider.GetRequiredService<OutboxNotifyInterceptor>();
+                options.AddInterceptors(notify, notify.Appender);
             },
             ServiceLifetime.Singleton);
         // The inbox's unit of work: its transaction begins only when the consumer needs it (one round trip otherwise).

@@ -20,8 +20,9 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
     readonly Channel<Handed> _handed = Channel.CreateUnbounded<Handed>(new UnboundedChannelOptions { SingleReader = true });
     readonly SemaphoreSlim _directMarkSignal = new(0, 1);
     readonly Lock _directLock = new();
-    List<long> _directDelivered = [];
-    List<(long Sequence, string Error)> _directFailed = [];
+    // By (transaction_id, message_id), not sequence: a row the writer appended to its save's command came back without one.
+    List<(Guid TransactionId, Guid MessageId)> _directDelivered = [];
+    List<(Guid TransactionId, Guid MessageId, string Error)> _directFailed = [];
     Guid _directToken = Guid.NewGuid();
     volatile bool _directOpen;
     int _directQueued;
@@ -198,7 +199,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
             lock (_directLock)
             {
                 for (var i = sent; i < chain.Length; i++)
-                    _directFailed.Add((chain[i].Sequence, exception.Message));
+                    _directFailed.Add((chain[i].TransactionId, chain[i].MessageId, exception.Message));
             }
         }
         finally
@@ -208,7 +209,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
                 lock (_directLock)
                 {
                     for (var i = 0; i < sent; i++)
-                        _directDelivered.Add(chain[i].Sequence);
+                        _directDelivered.Add((chain[i].TransactionId, chain[i].MessageId));
                 }
             }
 
@@ -253,8 +254,8 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
 
     async Task<bool> MarkDirectAsync(OutboxOptions settings)
     {
-        List<long> delivered;
-        List<(long Sequence, string Error)> failed;
+        List<(Guid TransactionId, Guid MessageId)> delivered;
+        List<(Guid TransactionId, Guid MessageId, string Error)> failed;
         lock (_directLock)
         {
             (delivered, failed) = (_directDelivered, _directFailed);
@@ -265,7 +266,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
 
         try
         {
-            await MarkAsync(_directToken, delivered, failed, settings).ConfigureAwait(false);
+            await MarkDirectAsync(delivered, failed, settings).ConfigureAwait(false);
             return true;
         }
         catch (Exception exception)
@@ -283,6 +284,44 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
         }
     }
 
+    /// <summary>
+    /// <see cref="MarkAsync"/> for the direct path: the rows by (transaction_id, message_id), which the partial index on
+    /// (transaction_id, sequence) of the undelivered rows finds; only those still leased under this relay's token.
+    /// </summary>
+    async Task MarkDirectAsync(List<(Guid TransactionId, Guid MessageId)> delivered, List<(Guid TransactionId, Guid MessageId, string Error)> failed,
+        OutboxOptions settings)
+    {
+        using var timeoutSource = new CancellationTokenSource(settings.SendTimeout);
+        await using var scope = Scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
+        var tables = Tables(db);
+        var statements = new List<string>(2);
+        const string Delivered = "FROM unnest({0}, {1}) AS d(transaction_id, message_id) " +
+                                 "WHERE m.transaction_id = d.transaction_id AND m.message_id = d.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL";
+        if (delivered.Count > 0)
+        {
+            statements.Add(settings.RetentionPeriod == TimeSpan.Zero
+                ? $"DELETE FROM {tables.Messages} m USING " + Delivered["FROM ".Length..]
+                : $"UPDATE {tables.Messages} m SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL " + Delivered);
+        }
+
+        if (failed.Count > 0)
+        {
+            // Keep the claim a little while (backoff), then any relay may retry them.
+            statements.Add($"UPDATE {tables.Messages} m SET locked_until = now() + {{3}}, last_error = f.error " +
+                           "FROM unnest({4}, {5}, {6}) AS f(transaction_id, message_id, error) " +
+                           "WHERE m.transaction_id = f.transaction_id AND m.message_id = f.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL");
+        }
+
+        object[] parameters =
+        [
+            delivered.Select(d => d.TransactionId).ToArray(), delivered.Select(d => d.MessageId).ToArray(), _directToken, TimeSpan.FromSeconds(2),
+            failed.Select(f => f.TransactionId).ToArray(), failed.Select(f => f.MessageId).ToArray(),
+            failed.Select(f => f.Error.Length > 2000 ? f.Error[..2000] : f.Error).ToArray(),
+        ];
+        await db.Database.ExecuteSqlRawAsync(string.Join(";\n", statements), parameters, timeoutSource.Token).ConfigureAwait(false);
+    }
+
     /// <summary>After a rollback to a savepoint: the handed-over messages whose rows exist (committed, still leased to this relay).</summary>
     async Task<OutboxMessage[]> StillLeasedAsync(OutboxMessage[] messages, CancellationToken cancellationToken)
     {
@@ -291,17 +330,19 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = new NpgsqlCommand(
-            $"SELECT sequence FROM {Tables(db).Messages} WHERE sequence = ANY(@sequences) AND lock_token = @token AND delivered_at IS NULL", connection);
-        command.Parameters.AddWithValue("sequences", messages.Select(m => m.Sequence).ToArray());
+            $"SELECT m.transaction_id, m.message_id FROM {Tables(db).Messages} m JOIN unnest(@transactions, @messages) AS d(transaction_id, message_id) " +
+            "ON m.transaction_id = d.transaction_id AND m.message_id = d.message_id WHERE m.lock_token = @token AND m.delivered_at IS NULL", connection);
+        command.Parameters.AddWithValue("transactions", messages.Select(m => m.TransactionId).ToArray());
+        command.Parameters.AddWithValue("messages", messages.Select(m => m.MessageId).ToArray());
         command.Parameters.AddWithValue("token", _directToken);
-        var existing = new HashSet<long>();
+        var existing = new HashSet<(Guid, Guid)>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                existing.Add(reader.GetInt64(0));
+                existing.Add((reader.GetGuid(0), reader.GetGuid(1)));
         }
 
-        return [.. messages.Where(m => existing.Contains(m.Sequence))];
+        return [.. messages.Where(m => existing.Contains((m.TransactionId, m.MessageId)))];
     }
 
     /// <summary>At the stop: what was handed over and not delivered is claimable at once (bounded: else the lease frees it).</summary>

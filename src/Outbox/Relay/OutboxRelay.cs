@@ -403,7 +403,8 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
             : OutboxDiagnostics.Source.StartActivity("outbox send", ActivityKind.Producer);
         activity?.SetTag("messaging.message.id", message.MessageId.ToString());
         activity?.SetTag("integration.outbox.transaction", message.TransactionId);
-        activity?.SetTag("integration.outbox.sequence", message.Sequence);
+        if (message.Sequence != 0)   // a directly delivered row the writer appended to its command has none in memory
+            activity?.SetTag("integration.outbox.sequence", message.Sequence);
 
         var envelope = OutboxEnvelope.Deserialize(message.Envelope);
 

@@ -192,6 +192,8 @@ sealed class DeferredTransaction : IAsyncDisposable
             writesOutbox |= entry.State == EntityState.Added && entry.Entity is Model.OutboxMessage;
         }
 
+        // Rows the outbox appends to the save's command (taken out of the tracker for it) are outbox writes too.
+        writesOutbox = writesOutbox || Writing.OutboxRowAppender.On(db)?.IsAppending(db) == true;
         if (checkedAfterwards && commands > 1)
             return false;
         var maxBatchSize = db.GetService<IDbContextOptions>().Extensions.OfType<RelationalOptionsExtension>().FirstOrDefault()?.MaxBatchSize ?? 1000;

@@ -35,6 +35,9 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     readonly Lock _attachLock = new();
     IDirectDelivery[] _direct = [];
 
+    /// <summary>Appends a save's outbox rows to its command instead of the change tracker writing them; on the same options (registration adds both).</summary>
+    internal OutboxRowAppender Appender { get; } = new();
+
     /// <summary>Raised after outbox messages were committed by a DbContext using this interceptor (relays in this process listen).</summary>
     public event Action? Committed;
 
@@ -43,7 +46,10 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(eventData);
-        if (eventData.Context is not { } context || Added(context) is not { } added)
+        if (eventData.Context is not { } context)
+            return base.SavingChangesAsync(eventData, result, cancellationToken);
+        Reattach(context);
+        if (Added(context) is not { } added)
             return base.SavingChangesAsync(eventData, result, cancellationToken);
         // Flow control: while a relay of this process has its direct queue full, an async save waits (bounded) for room
         // instead of writing its rows for the claims, which cost the database more than the direct path.
@@ -107,6 +113,22 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     }
 
     /// <inheritdoc />
+    public override Task SaveChangesCanceledAsync(DbContextEventData eventData, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        SaveFailed(eventData.Context);
+        return base.SaveChangesCanceledAsync(eventData, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override void SaveChangesCanceled(DbContextEventData eventData)
+    {
+        ArgumentNullException.ThrowIfNull(eventData);
+        SaveFailed(eventData.Context);
+        base.SaveChangesCanceled(eventData);
+    }
+
+    /// <inheritdoc />
     public void TransactionCommitted(DbTransaction transaction, TransactionEndEventData eventData) => TransactionEnded(transaction, committed: true);
 
     /// <inheritdoc />
@@ -164,7 +186,10 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// </summary>
     void Saving(DbContext? context)
     {
-        if (context is not null && Added(context) is { } added)
+        if (context is null)
+            return;
+        Reattach(context);
+        if (Added(context) is { } added)
             Saving(context, added);
     }
 
@@ -204,6 +229,25 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
         }
 
         pending.Saving = added;
+        // Outside the tracker from here (OutboxRowAppender): the save's first command carries them.
+        if (Appender.IsOn(context) && OutboxRowAppender.Eligible(context))
+        {
+            foreach (var message in added)
+                context.Entry(message).State = EntityState.Detached;
+            Appender.Append(context, added);
+        }
+    }
+
+    /// <summary>The rows a failed or cancelled save had taken out of the tracker go back in, Added, so the next save writes them.</summary>
+    void Reattach(DbContext context)
+    {
+        if (Appender.End(context, succeeded: false) is not { } rows)
+            return;
+        foreach (var message in rows)
+        {
+            if (context.Entry(message).State == EntityState.Detached)
+                context.Entry(message).State = EntityState.Added;
+        }
     }
 
     /// <summary>The outbox rows the save is about to insert; null when none.</summary>
@@ -233,7 +277,10 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
     void Saved(DbContext? context)
     {
-        if (context is null || !_pending.TryGetValue(context, out var pending) || pending.Saving is null)
+        if (context is null)
+            return;
+        Appender.End(context, succeeded: true);
+        if (!_pending.TryGetValue(context, out var pending) || pending.Saving is null)
             return;
         pending.Messages.AddRange(pending.Saving);
         pending.Saving = null;
@@ -253,6 +300,8 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
     void SaveFailed(DbContext? context)
     {
+        if (context is not null)
+            Reattach(context);
         if (context is not null && _pending.TryGetValue(context, out var pending))
         {
             pending.Saving = null;
