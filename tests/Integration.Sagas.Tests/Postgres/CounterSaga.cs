@@ -1,3 +1,4 @@
+using Integration.Outbox.Model;
 using Integration.Sagas.Postgres;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -68,13 +69,17 @@ public sealed class CounterMachine : MassTransitStateMachine<CounterState>
     public Event<CounterAudited> Audited { get; private set; } = null!;
 }
 
+/// <summary>The counter's state, and the outbox tables for the specs that write the saga's messages through the outbox.</summary>
 public sealed class CounterDbContext(DbContextOptions<CounterDbContext> options) : DbContext(options)
 {
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
         modelBuilder.AddIntegrationSagaState<CounterState>("counter_state", e =>
         {
             e.Property(x => x.CurrentState).HasMaxLength(64);
             e.Property(x => x.Name).HasMaxLength(100);
             e.HasIndex(x => x.Name);
         }, schema: "sagas");
+        modelBuilder.AddIntegrationOutbox("sagas");
+    }
 }

@@ -1,9 +1,11 @@
+using Integration.Outbox;
 using Integration.Sagas.Postgres;
 using Integration.Testing;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Integration.Sagas.Tests.Postgres;
 
@@ -16,9 +18,11 @@ sealed class CounterSagaBus : IAsyncDisposable
     readonly TestBroker _broker;
     readonly TestDatabase _database;
 
-    CounterSagaBus(TestBroker broker, TestDatabase database, ServiceProvider provider, ITestHarness harness, RoundTrips roundTrips)
+    readonly List<IHostedService> _relays;
+
+    CounterSagaBus(TestBroker broker, TestDatabase database, ServiceProvider provider, ITestHarness harness, RoundTrips roundTrips, List<IHostedService> relays)
     {
-        (_broker, _database, Provider, Harness, RoundTrips) = (broker, database, provider, harness, roundTrips);
+        (_broker, _database, Provider, Harness, RoundTrips, _relays) = (broker, database, provider, harness, roundTrips, relays);
     }
 
     public ServiceProvider Provider { get; }
@@ -31,14 +35,21 @@ sealed class CounterSagaBus : IAsyncDisposable
     /// <param name="prefetch">The bus's prefetch; MassTransit's default when null.</param>
     /// <param name="bus">More registrations on the bus (a handler the spec observes).</param>
     /// <param name="created">Runs once the saga's tables exist (tables of the spec's own).</param>
+    /// <param name="outbox">The transactional outbox on the saga's DbContext, with its relay (started with the bus), configured so.</param>
     public static async Task<CounterSagaBus> StartAsync(string name, int concurrentMessageLimit, Action<PostgresSagaRepositoryOptions> repository,
-        int? prefetch = null, Action<IBusRegistrationConfigurator>? bus = null, Func<CounterDbContext, Task>? created = null)
+        int? prefetch = null, Action<IBusRegistrationConfigurator>? bus = null, Func<CounterDbContext, Task>? created = null,
+        Action<OutboxOptions>? outbox = null)
     {
         var infrastructure = await IntegrationInfrastructure.GetAsync();
         var broker = await infrastructure.CreateVirtualHostAsync(name);
         var database = await infrastructure.CreateDatabaseAsync(name.Replace('-', '_'));
         var roundTrips = new RoundTrips();
-        var provider = new ServiceCollection()
+        var services = new ServiceCollection();
+        if (outbox is not null)
+            services.AddLogging()
+                .AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build())
+                .AddIntegrationOutbox<CounterDbContext>(outbox);
+        var provider = services
             .AddDbContext<CounterDbContext>(o => o.UseNpgsql(database.ConnectionString).AddInterceptors(roundTrips))
             .AddMassTransitTestHarness(x =>
             {
@@ -66,7 +77,11 @@ sealed class CounterSagaBus : IAsyncDisposable
         var harness = provider.GetRequiredService<ITestHarness>();
         harness.TestTimeout = TimeSpan.FromSeconds(60);
         await harness.Start();
-        return new CounterSagaBus(broker, database, provider, harness, roundTrips);
+        // No generic host here: the outbox's relay (a hosted service) is started by hand, after the bus it sends through.
+        var relays = provider.GetServices<IHostedService>().Where(s => s.GetType().Assembly == typeof(OutboxOptions).Assembly).ToList();
+        foreach (var relay in relays)
+            await relay.StartAsync(CancellationToken.None);
+        return new CounterSagaBus(broker, database, provider, harness, roundTrips, relays);
     }
 
     /// <summary>The stored instance, read past the repository (tagged, so <see cref="RoundTrips"/> leaves it out).</summary>
@@ -91,6 +106,8 @@ sealed class CounterSagaBus : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var relay in _relays)
+            await relay.StopAsync(CancellationToken.None);
         await Harness.Stop();
         await Provider.DisposeAsync();
         await _broker.DisposeAsync();
