@@ -118,6 +118,35 @@ public sealed class AppendedRows_Specs
         await Until(() => host.Received.ByMessageId.ContainsKey(messageId), "the message delivered");
     }
 
+    [Test]
+    public async Task When_another_interceptor_suppresses_the_save_should_neither_write_nor_send_its_messages()
+    {
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true,
+            interceptor: new SuppressSaves());
+        await using var scope = host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
+        var widget = new Widget { Id = Guid.NewGuid(), Name = "suppressed" };
+        db.Widgets.Add(widget);
+        var messageId = scope.ServiceProvider.GetRequiredService<IOutbox>().Publish(new WidgetCreated(widget.Id, widget.Name, 1));
+
+        await db.SaveChangesAsync();
+
+        Assert.That(db.ChangeTracker.Entries<OutboxMessage>().Select(e => e.State), Is.EqualTo(new[] { EntityState.Added }),
+            "the message of a save that wrote nothing must stay tracked for a later save");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.That(host.Received.ByMessageId.ContainsKey(messageId), Is.False, "a message that was never written was sent");
+        Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.Zero);
+    }
+
+    /// <summary>A user's interceptor that answers every save itself: EF Core then sends no command.</summary>
+    sealed class SuppressSaves : Microsoft.EntityFrameworkCore.Diagnostics.SaveChangesInterceptor
+    {
+        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> SavingChangesAsync(
+            Microsoft.EntityFrameworkCore.Diagnostics.DbContextEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result,
+            CancellationToken cancellationToken = default) =>
+            ValueTask.FromResult(Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>.SuppressWithResult(0));
+    }
+
     static async Task Until(Func<bool> condition, string what) => await Until(() => Task.FromResult(condition()), what);
 
     static async Task Until(Func<Task<bool>> condition, string what) =>

@@ -241,8 +241,12 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// <summary>The rows a failed or cancelled save had taken out of the tracker go back in, Added, so the next save writes them.</summary>
     void Reattach(DbContext context)
     {
-        if (Appender.End(context, succeeded: false) is not { } rows)
-            return;
+        if (Appender.End(context, out _) is { } rows)
+            Reattach(context, rows);
+    }
+
+    static void Reattach(DbContext context, List<OutboxMessage> rows)
+    {
         foreach (var message in rows)
         {
             if (context.Entry(message).State == EntityState.Detached)
@@ -279,7 +283,14 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     {
         if (context is null)
             return;
-        Appender.End(context, succeeded: true);
+        if (Appender.End(context, out var written) is { } rows && !written)
+        {
+            // No command of the save carried them (it sent none): not written, so not handed over either; tracked again.
+            Reattach(context, rows);
+            SaveFailed(context);
+            return;
+        }
+
         if (!_pending.TryGetValue(context, out var pending) || pending.Saving is null)
             return;
         pending.Messages.AddRange(pending.Saving);

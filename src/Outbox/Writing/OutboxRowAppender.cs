@@ -93,20 +93,17 @@ sealed class OutboxRowAppender : DbCommandInterceptor
     internal bool IsAppending(DbContext context) => _saves.TryGetValue(context, out _);
 
     /// <summary>
-    /// The save ended: returns its appended rows (null when it appended none) and forgets them. Throws when the save
-    /// succeeded without sending a command to append them to, which the eligibility check rules out.
+    /// The save ended: returns its appended rows (null when it appended none) and forgets them. <paramref name="written"/>
+    /// tells whether a command of the save carried them (false for a save that sent no command, e.g. one another
+    /// interceptor suppressed: then they were not written and go back to the tracker).
     /// </summary>
-    internal List<OutboxMessage>? End(DbContext context, bool succeeded)
+    internal List<OutboxMessage>? End(DbContext context, out bool written)
     {
+        written = false;
         if (!_saves.TryGetValue(context, out var save))
             return null;
         _saves.Remove(context);
-        if (succeeded && !save.Written)
-        {
-            throw new InvalidOperationException($"The outbox: the save of {context.GetType().Name} sent no command to write its {save.Rows.Count} outbox " +
-                "message(s) in; they were not written. Report this with the entity types saved.");
-        }
-
+        written = save.Written;
         return save.Rows;
     }
 
