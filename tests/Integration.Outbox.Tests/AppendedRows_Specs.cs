@@ -118,16 +118,28 @@ public sealed class AppendedRows_Specs
         await Until(() => host.Received.ByMessageId.ContainsKey(messageId), "the message delivered");
     }
 
-    [Test]
-    public async Task When_another_interceptor_suppresses_the_save_should_neither_write_nor_send_its_messages()
+    [TestCase(false, TestName = "When_another_interceptor_suppresses_an_insert_only_save_should_neither_write_nor_send_its_messages")]
+    [TestCase(true, TestName = "When_another_interceptor_suppresses_a_save_with_an_update_should_neither_write_nor_send_its_messages")]
+    public async Task When_another_interceptor_suppresses_the_save_should_neither_write_nor_send_its_messages(bool withUpdate)
     {
-        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true,
-            interceptor: new SuppressSaves());
+        var suppress = new SuppressSaves();
+        await using var host = await OutboxHost.StartAsync(_broker, _database, consume: true, outbox: o => o.DirectDelivery = true, interceptor: suppress);
+        var id = Guid.NewGuid();
+        await using (var setup = host.Services.CreateAsyncScope())
+        {
+            var setupDb = setup.ServiceProvider.GetRequiredService<ShopDbContext>();
+            setupDb.Stock.Add(new Stock { Id = id, Quantity = 10 });
+            await setupDb.SaveChangesAsync();
+        }
+
         await using var scope = host.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ShopDbContext>();
-        var widget = new Widget { Id = Guid.NewGuid(), Name = "suppressed" };
-        db.Widgets.Add(widget);
-        var messageId = scope.ServiceProvider.GetRequiredService<IOutbox>().Publish(new WidgetCreated(widget.Id, widget.Name, 1));
+        if (withUpdate)
+            (await db.Stock.SingleAsync(s => s.Id == id)).Quantity = 9;   // the tracked path
+        else
+            db.Widgets.Add(new Widget { Id = Guid.NewGuid(), Name = "suppressed" });   // the appended path
+        var messageId = scope.ServiceProvider.GetRequiredService<IOutbox>().Publish(new WidgetCreated(id, "suppressed", 1));
+        suppress.On = true;
 
         await db.SaveChangesAsync();
 
@@ -138,13 +150,15 @@ public sealed class AppendedRows_Specs
         Assert.That(await host.CountAsync("SELECT count(*) AS \"Value\" FROM outbox_messages"), Is.Zero);
     }
 
-    /// <summary>A user's interceptor that answers every save itself: EF Core then sends no command.</summary>
+    /// <summary>A user's interceptor that, once on, answers every save itself: EF Core then sends no command.</summary>
     sealed class SuppressSaves : Microsoft.EntityFrameworkCore.Diagnostics.SaveChangesInterceptor
     {
+        public volatile bool On;
+
         public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> SavingChangesAsync(
             Microsoft.EntityFrameworkCore.Diagnostics.DbContextEventData eventData, Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result,
             CancellationToken cancellationToken = default) =>
-            ValueTask.FromResult(Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>.SuppressWithResult(0));
+            ValueTask.FromResult(On ? Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>.SuppressWithResult(0) : result);
     }
 
     static async Task Until(Func<bool> condition, string what) => await Until(() => Task.FromResult(condition()), what);

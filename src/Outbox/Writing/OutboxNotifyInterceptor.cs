@@ -195,6 +195,7 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
     void Saving(DbContext context, List<OutboxMessage> added)
     {
+        Appender.TakeSent(context);   // a mark left by an earlier save (or a query's) does not count for this one
         var transaction = context.Database.CurrentTransaction?.GetDbTransaction();
         if (!_pending.TryGetValue(context, out var pending) || pending.Transaction is null || !ReferenceEquals(pending.Transaction, transaction))
         {
@@ -293,6 +294,14 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
         if (!_pending.TryGetValue(context, out var pending) || pending.Saving is null)
             return;
+        if (Appender.IsOn(context) && !Appender.TakeSent(context))
+        {
+            // Tracked rows of a save that sent no command (another interceptor suppressed it): nothing was written, so
+            // nothing is handed over; they stay Added for the next save.
+            SaveFailed(context);
+            return;
+        }
+
         pending.Messages.AddRange(pending.Saving);
         pending.Saving = null;
         if (context.Database.CurrentTransaction is { } open)

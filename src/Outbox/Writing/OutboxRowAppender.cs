@@ -28,6 +28,11 @@ sealed class OutboxRowAppender : DbCommandInterceptor
     /// <summary>The rows the save in progress of a DbContext appends; per DbContext instance (in its <see cref="Transactions.ContextSlots"/>).</summary>
     readonly Transactions.ContextTable<AppendedRows> _saves = new();
 
+    /// <summary>Marks a DbContext whose save sent a command (<see cref="TakeSent"/>): a save that sent none wrote nothing.</summary>
+    readonly Transactions.ContextTable<object> _sent = new();
+
+    static readonly object Sent = new();
+
     const string Columns = "transaction_id, message_id, destination, message_type, body, correlation_id, created_at, trace_parent, trace_state, envelope, " +
                            "lock_token, locked_until, attempts";
 
@@ -89,6 +94,18 @@ sealed class OutboxRowAppender : DbCommandInterceptor
     /// <summary>From now until the save ends, <paramref name="rows"/> (detached by the caller) are appended to the save's first command.</summary>
     internal void Append(DbContext context, List<OutboxMessage> rows) => _saves.AddOrUpdate(context, new AppendedRows(rows));
 
+    /// <summary>
+    /// True when a command of a save ran on <paramref name="context"/> since the last call (every save that writes a row
+    /// sends one); clears the mark. A save another interceptor suppressed sends none: its outbox rows were not written.
+    /// </summary>
+    internal bool TakeSent(DbContext context)
+    {
+        if (!_sent.TryGetValue(context, out _))
+            return false;
+        _sent.Remove(context);
+        return true;
+    }
+
     /// <summary>True while <paramref name="context"/>'s save appends outbox rows (they are not in the tracker, but the save writes them).</summary>
     internal bool IsAppending(DbContext context) => _saves.TryGetValue(context, out _);
 
@@ -135,8 +152,10 @@ sealed class OutboxRowAppender : DbCommandInterceptor
 
     void AppendTo(DbCommand command, CommandEventData eventData)
     {
-        if (eventData.CommandSource != CommandSource.SaveChanges || eventData.Context is not { } context
-            || !_saves.TryGetValue(context, out var save) || save.Written)
+        if (eventData.CommandSource != CommandSource.SaveChanges || eventData.Context is not { } context)
+            return;
+        _sent.AddOrUpdate(context, Sent);
+        if (!_saves.TryGetValue(context, out var save) || save.Written)
             return;
         if (command is not NpgsqlCommand npgsql)
             throw new InvalidOperationException($"The outbox appends its rows to Npgsql commands only, not to {command.GetType().Name}");
