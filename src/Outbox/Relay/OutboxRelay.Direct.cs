@@ -20,7 +20,6 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
     readonly Channel<Handed> _handed = Channel.CreateUnbounded<Handed>(new UnboundedChannelOptions { SingleReader = true });
     readonly SemaphoreSlim _directMarkSignal = new(0, 1);
     readonly Lock _directLock = new();
-    // By (transaction_id, message_id), not sequence: a row the writer appended to its save's command came back without one.
     List<(Guid TransactionId, Guid MessageId)> _directDelivered = [];
     List<(Guid TransactionId, Guid MessageId, string Error)> _directFailed = [];
     Guid _directToken = Guid.NewGuid();
@@ -266,7 +265,7 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
 
         try
         {
-            await MarkDirectAsync(delivered, failed, settings).ConfigureAwait(false);
+            await MarkAsync(_directToken, delivered, failed, settings).ConfigureAwait(false);
             return true;
         }
         catch (Exception exception)
@@ -282,44 +281,6 @@ sealed partial class OutboxRelay<TDbContext> : IDirectDelivery
             SignalDirectMark();
             return false;
         }
-    }
-
-    /// <summary>
-    /// <see cref="MarkAsync"/> for the direct path: the rows by (transaction_id, message_id), which the partial index on
-    /// (transaction_id, sequence) of the undelivered rows finds; only those still leased under this relay's token.
-    /// </summary>
-    async Task MarkDirectAsync(List<(Guid TransactionId, Guid MessageId)> delivered, List<(Guid TransactionId, Guid MessageId, string Error)> failed,
-        OutboxOptions settings)
-    {
-        using var timeoutSource = new CancellationTokenSource(settings.SendTimeout);
-        await using var scope = Scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
-        var tables = Tables(db);
-        var statements = new List<string>(2);
-        const string Delivered = "FROM unnest({0}, {1}) AS d(transaction_id, message_id) " +
-                                 "WHERE m.transaction_id = d.transaction_id AND m.message_id = d.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL";
-        if (delivered.Count > 0)
-        {
-            statements.Add(settings.RetentionPeriod == TimeSpan.Zero
-                ? $"DELETE FROM {tables.Messages} m USING " + Delivered["FROM ".Length..]
-                : $"UPDATE {tables.Messages} m SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL " + Delivered);
-        }
-
-        if (failed.Count > 0)
-        {
-            // Keep the claim a little while (backoff), then any relay may retry them.
-            statements.Add($"UPDATE {tables.Messages} m SET locked_until = now() + {{3}}, last_error = f.error " +
-                           "FROM unnest({4}, {5}, {6}) AS f(transaction_id, message_id, error) " +
-                           "WHERE m.transaction_id = f.transaction_id AND m.message_id = f.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL");
-        }
-
-        object[] parameters =
-        [
-            delivered.Select(d => d.TransactionId).ToArray(), delivered.Select(d => d.MessageId).ToArray(), _directToken, TimeSpan.FromSeconds(2),
-            failed.Select(f => f.TransactionId).ToArray(), failed.Select(f => f.MessageId).ToArray(),
-            failed.Select(f => f.Error.Length > 2000 ? f.Error[..2000] : f.Error).ToArray(),
-        ];
-        await db.Database.ExecuteSqlRawAsync(string.Join(";\n", statements), parameters, timeoutSource.Token).ConfigureAwait(false);
     }
 
     /// <summary>After a rollback to a savepoint: the handed-over messages whose rows exist (committed, still leased to this relay).</summary>

@@ -237,8 +237,8 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
 
         // The whole batch is in flight at once: the chains run concurrently (up to DeliveryConcurrency), each one awaiting
         // its message's confirm before sending the next, so one transaction's messages still reach the broker in order.
-        var delivered = new List<long>(messages.Count);
-        var failed = new List<(long Sequence, string Error)>();
+        var delivered = new List<(Guid TransactionId, Guid MessageId)>(messages.Count);
+        var failed = new List<(Guid TransactionId, Guid MessageId, string Error)>();
         using var gate = chains.Count > settings.DeliveryConcurrency ? new SemaphoreSlim(settings.DeliveryConcurrency) : null;
         var failedTransactions = 0;
         string? firstError = null;
@@ -261,7 +261,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
                     firstError ??= exception.Message;
                     // The failed message and the ones after it (not sent: they must not overtake it) wait for the retry.
                     for (var i = sent; i < chain.Count; i++)
-                        failed.Add((chain[i].Sequence, exception.Message));
+                        failed.Add((chain[i].TransactionId, chain[i].MessageId, exception.Message));
                 }
             }
             finally
@@ -270,7 +270,7 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
                 lock (failed)
                 {
                     for (var i = 0; i < sent; i++)
-                        delivered.Add(chain[i].Sequence);
+                        delivered.Add((chain[i].TransactionId, chain[i].MessageId));
                 }
             }
         }
@@ -345,37 +345,46 @@ sealed partial class OutboxRelay<TDbContext>(IServiceScopeFactory scopes, IBus b
     /// <see cref="OutboxOptions.RetentionPeriod"/> of zero the delivered rows are deleted right there instead of marked and
     /// deleted by the cleanup later: one small delete record per row instead of a new row version and its index entries.
     /// </summary>
-    async Task MarkAsync(Guid token, List<long> delivered, List<(long Sequence, string Error)> failed, OutboxOptions settings)
+    /// <remarks>
+    /// By (transaction_id, message_id), which the partial index on (transaction_id, sequence) of the undelivered rows finds:
+    /// a row the writer appended to its save's command reaches direct delivery without its sequence.
+    /// </remarks>
+    async Task MarkAsync(Guid token, List<(Guid TransactionId, Guid MessageId)> delivered, List<(Guid TransactionId, Guid MessageId, string Error)> failed,
+        OutboxOptions settings)
     {
-        var timeout = settings.SendTimeout;
         if (delivered.Count == 0 && failed.Count == 0)
             return;
         // Not cancelled by the host's stop (a confirmed batch left unmarked would be sent again after the lease), but
         // bounded: with the database gone it gives up, and the lease brings the batch back.
-        using var timeoutSource = new CancellationTokenSource(timeout);
-        var cancellationToken = timeoutSource.Token;
+        using var timeoutSource = new CancellationTokenSource(settings.SendTimeout);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<TDbContext>();
         var tables = Tables(db);
         var statements = new List<string>(2);
+        const string Delivered = "unnest({0}, {1}) AS d(transaction_id, message_id) " +
+                                 "WHERE m.transaction_id = d.transaction_id AND m.message_id = d.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL";
         if (delivered.Count > 0)
         {
             statements.Add(settings.RetentionPeriod == TimeSpan.Zero
-                ? $"DELETE FROM {tables.Messages} WHERE sequence = ANY({{0}}) AND lock_token = {{1}}"
-                : $"UPDATE {tables.Messages} SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL " +
-                  "WHERE sequence = ANY({0}) AND lock_token = {1}");
+                ? $"DELETE FROM {tables.Messages} m USING " + Delivered
+                : $"UPDATE {tables.Messages} m SET delivered_at = now(), lock_token = NULL, locked_until = NULL, last_error = NULL FROM " + Delivered);
         }
 
         if (failed.Count > 0)
         {
             // Keep the claim a little while (backoff), then any relay may retry them.
-            statements.Add($"UPDATE {tables.Messages} m SET locked_until = now() + {{2}}, last_error = f.error " +
-                           "FROM unnest({3}, {4}) AS f(sequence, error) WHERE m.sequence = f.sequence AND m.lock_token = {1}");
+            statements.Add($"UPDATE {tables.Messages} m SET locked_until = now() + {{3}}, last_error = f.error " +
+                           "FROM unnest({4}, {5}, {6}) AS f(transaction_id, message_id, error) " +
+                           "WHERE m.transaction_id = f.transaction_id AND m.message_id = f.message_id AND m.lock_token = {2} AND m.delivered_at IS NULL");
         }
 
-        var errors = failed.Select(f => f.Error.Length > 2000 ? f.Error[..2000] : f.Error).ToArray();
-        await db.Database.ExecuteSqlRawAsync(string.Join(";\n", statements),
-            [delivered.ToArray(), token, TimeSpan.FromSeconds(2), failed.Select(f => f.Sequence).ToArray(), errors], cancellationToken).ConfigureAwait(false);
+        object[] parameters =
+        [
+            delivered.Select(d => d.TransactionId).ToArray(), delivered.Select(d => d.MessageId).ToArray(), token, TimeSpan.FromSeconds(2),
+            failed.Select(f => f.TransactionId).ToArray(), failed.Select(f => f.MessageId).ToArray(),
+            failed.Select(f => f.Error.Length > 2000 ? f.Error[..2000] : f.Error).ToArray(),
+        ];
+        await db.Database.ExecuteSqlRawAsync(string.Join(";\n", statements), parameters, timeoutSource.Token).ConfigureAwait(false);
     }
 
     Type? Resolve(string name)

@@ -242,12 +242,8 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
     /// <summary>The rows a failed or cancelled save had taken out of the tracker go back in, Added, so the next save writes them.</summary>
     void Reattach(DbContext context)
     {
-        if (Appender.End(context, out _) is { } rows)
-            Reattach(context, rows);
-    }
-
-    static void Reattach(DbContext context, List<OutboxMessage> rows)
-    {
+        if (Appender.End(context) is not { } rows)
+            return;
         foreach (var message in rows)
         {
             if (context.Entry(message).State == EntityState.Detached)
@@ -282,25 +278,17 @@ public sealed class OutboxNotifyInterceptor : SaveChangesInterceptor, IDbTransac
 
     void Saved(DbContext? context)
     {
-        if (context is null)
+        if (context is null || !_pending.TryGetValue(context, out var pending) || pending.Saving is null)
             return;
-        if (Appender.End(context, out var written) is { } rows && !written)
+        if (Appender.IsOn(context) && !Appender.TakeSent(context))
         {
-            // No command of the save carried them (it sent none): not written, so not handed over either; tracked again.
-            Reattach(context, rows);
+            // A save that sent no command (another interceptor suppressed it) wrote nothing, tracked or appended: nothing
+            // is handed over, and its rows stay (or are again) Added for the next save.
             SaveFailed(context);
             return;
         }
 
-        if (!_pending.TryGetValue(context, out var pending) || pending.Saving is null)
-            return;
-        if (Appender.IsOn(context) && !Appender.TakeSent(context))
-        {
-            // Tracked rows of a save that sent no command (another interceptor suppressed it): nothing was written, so
-            // nothing is handed over; they stay Added for the next save.
-            SaveFailed(context);
-            return;
-        }
+        Appender.End(context);   // appended rows, if any, were written by the command
 
         pending.Messages.AddRange(pending.Saving);
         pending.Saving = null;

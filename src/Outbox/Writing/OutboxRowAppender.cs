@@ -109,18 +109,12 @@ sealed class OutboxRowAppender : DbCommandInterceptor
     /// <summary>True while <paramref name="context"/>'s save appends outbox rows (they are not in the tracker, but the save writes them).</summary>
     internal bool IsAppending(DbContext context) => _saves.TryGetValue(context, out _);
 
-    /// <summary>
-    /// The save ended: returns its appended rows (null when it appended none) and forgets them. <paramref name="written"/>
-    /// tells whether a command of the save carried them (false for a save that sent no command, e.g. one another
-    /// interceptor suppressed: then they were not written and go back to the tracker).
-    /// </summary>
-    internal List<OutboxMessage>? End(DbContext context, out bool written)
+    /// <summary>The save ended: returns its appended rows (null when it appended none) and forgets them.</summary>
+    internal List<OutboxMessage>? End(DbContext context)
     {
-        written = false;
         if (!_saves.TryGetValue(context, out var save))
             return null;
         _saves.Remove(context);
-        written = save.Written;
         return save.Rows;
     }
 
